@@ -1,0 +1,55 @@
+/**
+ * The contract between livegen and anything that makes video: one segment request in,
+ * a stream of events out. Frames are yielded as they are made so encoding and sending
+ * overlap generation.
+ */
+
+/** Opaque state a generator hands back so the next segment continues the last one. */
+export interface ContinuationState {
+  kind: string;
+  payload: Record<string, unknown>;
+}
+
+/** Interleaved little-endian float32 PCM, the format models produce natively. */
+export interface AudioFormat {
+  sampleRate: number;
+  channels: number;
+}
+
+export interface SegmentRequest {
+  prompt: string;
+  negativePrompt?: string;
+  seed: number;
+  numInferenceSteps: number;
+  guidanceScale: number;
+  width: number;
+  height: number;
+  fps: number;
+  numFrames: number;
+  /** Path of a private temp file holding the session's initial image, if any. */
+  initImagePath?: string;
+  /** State returned by the previous segment (or hydrated from a snapshot); absent for a fresh clip. */
+  continuationState?: ContinuationState;
+}
+
+export type GenerationEvent =
+  /** One denoising step finished. `step` counts from 1 to `totalSteps`. */
+  | { type: 'step'; step: number; totalSteps: number; stepMs: number; elapsedMs: number }
+  /** One RGB24 frame, `width * height * 3` bytes, row-major, no padding. */
+  | { type: 'video'; frame: Buffer }
+  /** Audio belonging with the frames yielded so far, f32le interleaved in `Generator.audio` format. */
+  | { type: 'audio'; samples: Buffer }
+  /** Last event: the state that lets the next segment continue this one. */
+  | { type: 'done'; continuationState?: ContinuationState };
+
+export interface Generator {
+  /** Model identity reported to clients (`gpu_assigned.model_id`). */
+  readonly modelId: string;
+  /** Audio the generator yields, or null for silent video. Known before any request so encoders can start early. */
+  readonly audio: AudioFormat | null;
+  /**
+   * Generate one segment. Must stop promptly (and end the iterator, or throw an AbortError)
+   * once `signal` aborts. Throwing any other error is a generation failure.
+   */
+  generate(request: SegmentRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
+}
