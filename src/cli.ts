@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, createLivegenServer, mergeConfigInput, parseConfig } from './server/index.js';
+
+function integer(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+    return n;
+  };
+}
+
+function readConfigInput(path: string | undefined): unknown {
+  if (!path) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+}
+
+interface ServeFlags {
+  config?: string;
+  host?: string;
+  port?: number;
+  workers?: number;
+  logLevel?: string;
+  pace?: string;
+}
+
+async function serve(flags: ServeFlags): Promise<void> {
+  const env = process.env;
+  const configPath = flags.config ?? env.LIVEGEN_CONFIG;
+  const input = mergeConfigInput(readConfigInput(configPath), {
+    server: {
+      host: flags.host ?? env.LIVEGEN_HOST,
+      port: flags.port ?? (env.LIVEGEN_PORT ? Number(env.LIVEGEN_PORT) : undefined),
+    },
+    pool: { workers: flags.workers },
+    logging: { level: flags.logLevel ?? env.LIVEGEN_LOG_LEVEL },
+    generator: flags.pace ? { synthetic: { pace: flags.pace } } : {},
+  });
+  const config = parseConfig(input, configPath ? `config file ${configPath}` : 'config');
+  const server = createLivegenServer(config);
+  const url = await server.listen();
+  server.context.logger.info({ url, ws: `${url.replace(/^http/, 'ws')}/v1/stream`, workers: config.pool.workers }, `livegen listening on ${url}`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    server.context.logger.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        server.context.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('livegen').description('Realtime video-generation streaming server');
+  program
+    .command('serve')
+    .description('run the streaming server (synthetic generator unless configured otherwise)')
+    .option('-c, --config <file>', 'YAML config file (see docs/config.md); env LIVEGEN_CONFIG')
+    .option('--host <host>', 'interface to listen on (server.host); env LIVEGEN_HOST')
+    .option('-p, --port <port>', 'port to listen on, 0 for any (server.port); env LIVEGEN_PORT', integer('--port'))
+    .option('--workers <n>', 'worker slots (pool.workers)', integer('--workers'))
+    .option('--pace <pace>', 'synthetic generator pace: realtime or fast (generator.synthetic.pace)')
+    .option('--log-level <level>', 'log level (logging.level); env LIVEGEN_LOG_LEVEL')
+    .action(async (flags: ServeFlags) => {
+      try {
+        await serve(flags);
+      } catch (err) {
+        // Bad config exits 2; anything else at start-up (port in use, ...) exits 1.
+        console.error(`livegen: ${(err as Error).message}`);
+        process.exit(err instanceof ConfigError ? 2 : 1);
+      }
+    });
+  await program.parseAsync(argv);
+}

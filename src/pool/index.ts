@@ -1,0 +1,1 @@
+export { WorkerPool, type WorkerSlot, type WorkerStatus } from './worker-pool.js';

@@ -1,0 +1,178 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * `livegen serve` configuration: one YAML file whose sections follow FastVideo's serve
+ * config (`server`, `default_request.sampling`, `streaming`) plus livegen's own (`pool`,
+ * `generator`, `media`, `logging`). Every field is optional; unknown fields are errors so
+ * a typo never silently does nothing. Documented field by field in docs/config.md.
+ */
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().min(0);
+const evenPositiveInt = positiveInt.refine((n) => n % 2 === 0, 'must be even (yuv420p video)');
+
+const ServerSection = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8000),
+  })
+  .prefault({});
+
+const SamplingSection = z
+  .strictObject({
+    width: evenPositiveInt.default(640),
+    height: evenPositiveInt.default(352),
+    fps: positiveInt.max(120).default(24),
+    num_frames: positiveInt.max(10_000).default(121),
+    num_inference_steps: positiveInt.max(1000).default(8),
+    guidance_scale: z.number().finite().default(1),
+    seed: nonNegativeInt.default(0),
+    negative_prompt: z.string().default(''),
+  })
+  .prefault({});
+
+const DefaultRequestSection = z
+  .strictObject({
+    sampling: SamplingSection,
+  })
+  .prefault({});
+
+const StreamingSection = z
+  .strictObject({
+    generation_segment_cap: nonNegativeInt.default(6),
+    session_timeout_seconds: z.number().positive().default(300),
+    stream_mode: z.enum(['av_fmp4', 'legacy_jpeg']).default('av_fmp4'),
+    /** Registered sessions at most (connected, queued or active). */
+    max_sessions: positiveInt.default(256),
+    /** Sessions waiting for a worker at most; past it a session is rejected. */
+    max_queue: nonNegativeInt.default(128),
+    /** Longest wait for a worker before `gpu_unavailable`. */
+    queue_timeout_seconds: z.number().positive().default(120),
+    /** Segment requests a session may have waiting while one runs or while paused. */
+    max_pending_requests: positiveInt.default(8),
+    /** How often the reaper looks for idle sessions. */
+    reaper_interval_ms: positiveInt.default(1000),
+    /** When set, an init naming another preset gets `preset_mismatch`. */
+    preset: z.string().min(1).optional(),
+  })
+  .prefault({});
+
+const PoolSection = z
+  .strictObject({
+    workers: positiveInt.max(256).default(1),
+  })
+  .prefault({});
+
+const SyntheticSection = z
+  .strictObject({
+    pace: z.enum(['fast', 'realtime']).default('realtime'),
+    step_ms: nonNegativeInt.default(25),
+    audio: z.boolean().default(true),
+    audio_sample_rate: positiveInt.default(48000),
+  })
+  .prefault({});
+
+const GeneratorSection = z
+  .strictObject({
+    kind: z.enum(['synthetic']).default('synthetic'),
+    model_id: z.string().min(1).optional(),
+    synthetic: SyntheticSection,
+  })
+  .prefault({});
+
+const MediaSection = z
+  .strictObject({
+    fragment_duration_ms: positiveInt.min(20).max(10_000).default(200),
+    x264_preset: z
+      .enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'])
+      .default('ultrafast'),
+    crf: z.number().min(0).max(51).default(23),
+    max_bitrate_kbps: positiveInt.default(4000),
+    ffmpeg_path: z.string().min(1).default('ffmpeg'),
+  })
+  .prefault({});
+
+const LoggingSection = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    session_log_dir: z.string().min(1).optional(),
+  })
+  .prefault({});
+
+export const ServeConfigSchema = z.strictObject({
+  server: ServerSection,
+  default_request: DefaultRequestSection,
+  streaming: StreamingSection,
+  pool: PoolSection,
+  generator: GeneratorSection,
+  media: MediaSection,
+  logging: LoggingSection,
+});
+
+export type ServeConfig = z.infer<typeof ServeConfigSchema>;
+export type ServeConfigInput = z.input<typeof ServeConfigSchema>;
+export type SamplingConfig = ServeConfig['default_request']['sampling'];
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  const path = issue.path.map(String).join('.') || '(root)';
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((k) => `${path === '(root)' ? k : `${path}.${k}`}: unknown field`).join('; ');
+  }
+  if (issue.code === 'invalid_type') {
+    const got = (issue as { input?: unknown }).input;
+    return `${path}: expected ${issue.expected}${got === undefined ? '' : `, got ${JSON.stringify(got)}`}`;
+  }
+  if (issue.code === 'invalid_value') return `${path}: expected one of ${issue.values.join(', ')}`;
+  return `${path}: ${issue.message}`;
+}
+
+/** Validates a config object; throws `ConfigError` naming every bad field. */
+export function parseConfig(input: unknown, source = 'config'): ServeConfig {
+  const result = ServeConfigSchema.safeParse(input ?? {}, { reportInput: true });
+  if (!result.success) {
+    throw new ConfigError(`invalid ${source}: ${result.error.issues.map(describe).join('; ')}`);
+  }
+  return result.data;
+}
+
+/** Reads and validates a YAML config file. */
+export function loadConfigFile(path: string): ServeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  if (value !== null && value !== undefined && (typeof value !== 'object' || Array.isArray(value))) {
+    throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
+  }
+  return parseConfig(value, `config file ${path}`);
+}
+
+/** Deep-merges `patch` into a config input (for CLI flags and env overrides). */
+export function mergeConfigInput(base: unknown, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> =
+    base && typeof base === 'object' && !Array.isArray(base) ? { ...(base as Record<string, unknown>) } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === undefined) continue;
+    const current = out[key];
+    if (value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object') {
+      out[key] = mergeConfigInput(current, value as Record<string, unknown>);
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}

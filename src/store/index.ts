@@ -1,0 +1,1 @@
+export { MemoryContinuationStore, type ContinuationStore } from './continuation-store.js';
