@@ -6,9 +6,16 @@ import { ConfigError, createLivegenServer, mergeConfigInput, parseConfig } from 
 function integer(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+    if (value.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got ${JSON.stringify(value)}`);
     return n;
   };
+}
+
+function envInteger(name: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new ConfigError(`${name}: expected an integer, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 function readConfigInput(path: string | undefined): unknown {
@@ -19,11 +26,16 @@ function readConfigInput(path: string | undefined): unknown {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+  let value: unknown;
   try {
-    return parseYaml(text) ?? {};
+    value = parseYaml(text) ?? {};
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
   }
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
+  }
+  return value;
 }
 
 interface ServeFlags {
@@ -41,11 +53,11 @@ async function serve(flags: ServeFlags): Promise<void> {
   const input = mergeConfigInput(readConfigInput(configPath), {
     server: {
       host: flags.host ?? env.LIVEGEN_HOST,
-      port: flags.port ?? (env.LIVEGEN_PORT ? Number(env.LIVEGEN_PORT) : undefined),
+      port: flags.port ?? envInteger('LIVEGEN_PORT', env.LIVEGEN_PORT),
     },
     pool: { workers: flags.workers },
     logging: { level: flags.logLevel ?? env.LIVEGEN_LOG_LEVEL },
-    generator: flags.pace ? { synthetic: { pace: flags.pace } } : {},
+    generator: { synthetic: { pace: flags.pace } },
   });
   const config = parseConfig(input, configPath ? `config file ${configPath}` : 'config');
   const server = createLivegenServer(config);

@@ -62,6 +62,8 @@ const StreamingSection = z
 const PoolSection = z
   .strictObject({
     workers: positiveInt.max(256).default(1),
+    /** GPU id of each worker (→ CUDA_VISIBLE_DEVICES and `gpu_assigned.gpu_id`); default 0..workers-1. */
+    gpu_ids: z.array(nonNegativeInt).min(1).optional(),
   })
   .prefault({});
 
@@ -74,11 +76,32 @@ const SyntheticSection = z
   })
   .prefault({});
 
+const WorkerSection = z
+  .strictObject({
+    /** Program to run per worker; default: the synthetic worker (`workers/synthetic/main.ts`). */
+    command: z.string().min(1).optional(),
+    args: z.array(z.string()).default([]),
+    /** Extra environment; `{gpu_id}` in values and args is replaced by the worker's GPU id. */
+    env: z.record(z.string(), z.string()).default({}),
+    cwd: z.string().min(1).optional(),
+    start_timeout_seconds: z.number().positive().default(600),
+    warmup: z.boolean().default(true),
+    warmup_timeout_seconds: z.number().positive().default(600),
+    progress_timeout_seconds: z.number().positive().default(120),
+    cancel_timeout_ms: positiveInt.default(500),
+    restart_backoff_ms: positiveInt.default(250),
+    restart_backoff_max_ms: positiveInt.default(30_000),
+    shutdown_grace_ms: nonNegativeInt.default(5000),
+  })
+  .prefault({});
+
 const GeneratorSection = z
   .strictObject({
-    kind: z.enum(['synthetic']).default('synthetic'),
+    /** `synthetic`: in-process; `worker`: one child process per GPU speaking docs/worker-protocol.md. */
+    kind: z.enum(['synthetic', 'worker']).default('synthetic'),
     model_id: z.string().min(1).optional(),
     synthetic: SyntheticSection,
+    worker: WorkerSection,
   })
   .prefault({});
 
@@ -101,15 +124,25 @@ const LoggingSection = z
   })
   .prefault({});
 
-export const ServeConfigSchema = z.strictObject({
-  server: ServerSection,
-  default_request: DefaultRequestSection,
-  streaming: StreamingSection,
-  pool: PoolSection,
-  generator: GeneratorSection,
-  media: MediaSection,
-  logging: LoggingSection,
-});
+export const ServeConfigSchema = z
+  .strictObject({
+    server: ServerSection,
+    default_request: DefaultRequestSection,
+    streaming: StreamingSection,
+    pool: PoolSection,
+    generator: GeneratorSection,
+    media: MediaSection,
+    logging: LoggingSection,
+  })
+  .superRefine((config, ctx) => {
+    const ids = config.pool.gpu_ids;
+    if (ids && ids.length !== config.pool.workers) {
+      ctx.addIssue({ code: 'custom', path: ['pool', 'gpu_ids'], message: `lists ${ids.length} ids for ${config.pool.workers} workers` });
+    }
+    if (ids && new Set(ids).size !== ids.length) {
+      ctx.addIssue({ code: 'custom', path: ['pool', 'gpu_ids'], message: 'ids must be distinct' });
+    }
+  });
 
 export type ServeConfig = z.infer<typeof ServeConfigSchema>;
 export type ServeConfigInput = z.input<typeof ServeConfigSchema>;
@@ -161,18 +194,28 @@ export function loadConfigFile(path: string): ServeConfig {
   return parseConfig(value, `config file ${path}`);
 }
 
-/** Deep-merges `patch` into a config input (for CLI flags and env overrides). */
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** True when a patch value sets anything (undefined leaves and empty mappings set nothing). */
+function setsSomething(value: unknown): boolean {
+  if (value === undefined) return false;
+  return isMapping(value) ? Object.values(value).some(setsSomething) : true;
+}
+
+/**
+ * Deep-merges the set leaves of `patch` into a config input (for CLI flags and env
+ * overrides). A section the file set to a non-mapping is left as it is, so validation
+ * still reports it instead of a flag silently replacing it.
+ */
 export function mergeConfigInput(base: unknown, patch: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> =
-    base && typeof base === 'object' && !Array.isArray(base) ? { ...(base as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> = isMapping(base) ? { ...base } : {};
   for (const [key, value] of Object.entries(patch)) {
-    if (value === undefined) continue;
+    if (!setsSomething(value)) continue;
     const current = out[key];
-    if (value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object') {
-      out[key] = mergeConfigInput(current, value as Record<string, unknown>);
-    } else {
-      out[key] = value;
-    }
+    if (isMapping(value) && current !== undefined && !isMapping(current)) continue;
+    out[key] = isMapping(value) ? mergeConfigInput(current, value) : value;
   }
   return out;
 }
