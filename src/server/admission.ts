@@ -35,7 +35,7 @@ export class Admission {
         for (const { item, position, depth } of changes) item.waiter.onQueuePosition(position, depth);
       },
     });
-    pool.onRelease(() => this.grant());
+    pool.onWorkerFree(() => this.grant());
   }
 
   get queueDepth(): number {

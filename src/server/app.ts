@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -7,7 +8,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { SyntheticGenerator } from '../generation/index.js';
 import type { Generator } from '../generation/types.js';
 import { createSegmentEncoder } from '../media/index.js';
-import { WorkerPool } from '../pool/index.js';
+import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker } from '../pool/index.js';
 import { SessionManager } from '../session/index.js';
 import { MemoryContinuationStore, type ContinuationStore } from '../store/index.js';
 import { Admission } from './admission.js';
@@ -17,15 +18,20 @@ import { ServerMetrics } from './metrics.js';
 import { RepeatLastPromptExtender, type PromptExtender } from './prompt-extender.js';
 import { buildRoutes, sendJson } from './routes.js';
 import { SessionDriver } from './session-driver.js';
+import { serveStatic } from './static-files.js';
 
 /** Parts a caller (tests, embedding) may supply instead of the config-built defaults. */
 export interface ServerOverrides {
   logger?: Logger;
   store?: ContinuationStore;
   extender?: PromptExtender;
-  /** One generator per worker slot. */
+  /** One generator per worker slot (in-process), instead of the configured ones. */
   generators?: Generator[];
+  /** Pool workers, instead of the configured ones. */
+  workers?: PoolWorker[];
   tempDir?: string;
+  /** Directory of the built web player served at `/` (default: web/dist of this checkout). */
+  webRoot?: string;
 }
 
 export const STREAM_PATH = '/v1/stream';
@@ -41,25 +47,94 @@ export interface LivegenServer {
   close(): Promise<void>;
 }
 
-function buildGenerators(config: ServeConfig): Generator[] {
+const SYNTHETIC_WORKER = fileURLToPath(new URL('../../workers/synthetic/main.ts', import.meta.url));
+
+function gpuIds(config: ServeConfig): number[] {
+  return config.pool.gpu_ids ?? Array.from({ length: config.pool.workers }, (_, i) => i);
+}
+
+function buildInProcessWorkers(config: ServeConfig): PoolWorker[] {
   const { synthetic } = config.generator;
-  return Array.from(
-    { length: config.pool.workers },
-    () =>
-      new SyntheticGenerator({
-        pace: synthetic.pace,
-        stepMs: synthetic.step_ms,
-        audio: synthetic.audio ? { sampleRate: synthetic.audio_sample_rate, channels: 1 } : null,
-        modelId: config.generator.model_id ?? 'livegen/synthetic',
-      }),
+  return gpuIds(config).map(
+    (id) =>
+      new InProcessWorker(
+        id,
+        new SyntheticGenerator({
+          pace: synthetic.pace,
+          stepMs: synthetic.step_ms,
+          audio: synthetic.audio ? { sampleRate: synthetic.audio_sample_rate, channels: 1 } : null,
+          modelId: config.generator.model_id ?? 'livegen/synthetic',
+        }),
+      ),
   );
+}
+
+/** One supervised child process per GPU, speaking docs/worker-protocol.md. */
+function buildProcessWorkers(config: ServeConfig, logger: Logger): PoolWorker[] {
+  const w = config.generator.worker;
+  const { sampling } = config.default_request;
+  const { synthetic } = config.generator;
+  // Without a command, run the synthetic generator as a worker process (same code path as a model).
+  const command = w.command ?? process.execPath;
+  const args = w.command ? w.args : ['--import', 'tsx', SYNTHETIC_WORKER, ...w.args];
+  const baseEnv: Record<string, string> = w.command
+    ? {}
+    : {
+        LIVEGEN_SYNTHETIC_PACE: synthetic.pace,
+        LIVEGEN_SYNTHETIC_STEP_MS: String(synthetic.step_ms),
+        LIVEGEN_SYNTHETIC_AUDIO: synthetic.audio ? '1' : '0',
+      };
+  const frameBytes = sampling.width * sampling.height * 3;
+  return gpuIds(config).map((gpuId) => {
+    const fill = (value: string): string => value.replaceAll('{gpu_id}', String(gpuId));
+    return new SupervisedWorker(
+      gpuId,
+      {
+        command,
+        args: args.map(fill),
+        env: Object.fromEntries(Object.entries({ ...baseEnv, ...w.env }).map(([k, v]) => [k, fill(v)])),
+        cwd: w.cwd,
+        gpuId,
+        startTimeoutMs: w.start_timeout_seconds * 1000,
+        warmup: w.warmup,
+        warmupTimeoutMs: w.warmup_timeout_seconds * 1000,
+        warmupRequest: {
+          prompt: 'warmup: a calm sea at dawn',
+          seed: 0,
+          num_inference_steps: 1,
+          guidance_scale: sampling.guidance_scale,
+          width: sampling.width,
+          height: sampling.height,
+          fps: sampling.fps,
+          num_frames: Math.min(8, sampling.num_frames),
+        },
+        progressTimeoutMs: w.progress_timeout_seconds * 1000,
+        cancelTimeoutMs: w.cancel_timeout_ms,
+        maxRecordBytes: Math.max(frameBytes, 16 * 1024 * 1024),
+      },
+      {
+        restartBaseMs: w.restart_backoff_ms,
+        restartMaxMs: w.restart_backoff_max_ms,
+        onEvent: (event) =>
+          event.kind === 'failed'
+            ? logger.warn({ worker: event.workerId, detail: event.detail }, 'worker failed')
+            : logger.info({ worker: event.workerId, kind: event.kind, delay_ms: event.delayMs }, `worker ${event.kind}`),
+      },
+    );
+  });
 }
 
 /** Composes the layers into a server: HTTP routes, the WebSocket endpoint, the reaper. */
 export function createLivegenServer(config: ServeConfig, overrides: ServerOverrides = {}): LivegenServer {
   const logger = overrides.logger ?? pino({ level: config.logging.level, name: 'livegen' });
-  const generators = overrides.generators ?? buildGenerators(config);
-  const pool = new WorkerPool(generators.map((generator, id) => ({ id, generator })));
+  const workers =
+    overrides.workers ??
+    (overrides.generators
+      ? overrides.generators.map((generator, id) => new InProcessWorker(id, generator))
+      : config.generator.kind === 'worker'
+        ? buildProcessWorkers(config, logger)
+        : buildInProcessWorkers(config));
+  const pool = new WorkerPool(workers);
   const manager = new SessionManager({
     segmentCap: config.streaming.generation_segment_cap,
     sessionTimeoutSeconds: config.streaming.session_timeout_seconds,
@@ -76,7 +151,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     queueDepth: () => admission.queueDepth,
     workers: () => ({ total: pool.total, available: pool.available }),
   });
-  const first = generators[0] as Generator & { continuationKind?: string };
+
   const context: ServerContext = {
     config,
     manager,
@@ -89,7 +164,11 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     drivers,
     connectionOptions: { highWaterBytes: 4 * 1024 * 1024, lowWaterBytes: 1024 * 1024 },
     tempDir: overrides.tempDir ?? tmpdir(),
-    continuationKind: first.continuationKind,
+    // Read when an init arrives: a worker process declares its kind once it is ready.
+    get continuationKind() {
+      const generator = workers[0]?.generator as (Generator & { continuationKind?: string }) | undefined;
+      return generator?.continuationKind;
+    },
     createEncoder: (mode, audio) => {
       const { sampling } = config.default_request;
       return createSegmentEncoder(mode, {
@@ -106,20 +185,22 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     },
   };
 
+  const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
   let shuttingDown = false;
   const routes = buildRoutes(context, () => shuttingDown);
   const http: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const route = routes.get(path);
-    if (!route) {
-      sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
-      return;
-    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
       return;
     }
-    Promise.resolve(route(req, res)).catch((err: unknown) => {
+    const answer = route
+      ? Promise.resolve(route(req, res))
+      : serveStatic(webRoot, path, res).then((served) => {
+          if (!served) sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
+        });
+    answer.catch((err: unknown) => {
       logger.error({ err, path }, 'route failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
     });
@@ -154,6 +235,8 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         http.once('error', reject);
         http.listen(config.server.port, config.server.host, () => {
           http.off('error', reject);
+          // HTTP is up before workers warm, so probes answer (503 warming) during warmup.
+          pool.start();
           const address = http.address() as AddressInfo;
           const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           baseUrl = `http://${host}:${address.port}`;
@@ -171,6 +254,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       await Promise.allSettled(ending);
       for (const client of wss.clients) client.terminate();
       wss.close();
+      await pool.stop(config.generator.worker.shutdown_grace_ms);
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeAllConnections();
       await closed;

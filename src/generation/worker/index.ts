@@ -1,0 +1,12 @@
+export { WorkerProcess, WorkerFailure, type WorkerProcessOptions, type WorkerPhase } from './worker-process.js';
+export { runWorker, type WorkerRuntimeOptions } from './worker-runtime.js';
+export {
+  WORKER_PROTOCOL,
+  RecordKind,
+  WorkerRecordReader,
+  WorkerProtocolError,
+  encodeRecord,
+  type WorkerJobRequest,
+  type WorkerMessage,
+  type ControlMessage,
+} from './protocol.js';

@@ -1,0 +1,123 @@
+import type { GenerationEvent, Generator, SegmentRequest } from '../generation/types.js';
+import { WorkerFailure, WorkerProcess, type WorkerProcessOptions } from '../generation/worker/index.js';
+import type { PoolWorker, WorkerHealth } from './pool-worker.js';
+
+export interface SupervisorOptions {
+  /** First restart delay; doubles per consecutive failure. */
+  restartBaseMs: number;
+  restartMaxMs: number;
+  onEvent?: (event: { workerId: number; kind: 'ready' | 'failed' | 'restarting'; detail?: string; delayMs?: number }) => void;
+}
+
+/**
+ * Keeps one worker process alive: starts it, admits it only once ready (and warmed),
+ * restarts it with exponential backoff when it dies, hangs or fails to start. As a
+ * `Generator` it forwards to whichever process is current.
+ */
+export class SupervisedWorker implements PoolWorker, Generator {
+  private process: WorkerProcess | undefined;
+  private listeners: (() => void)[] = [];
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private lastError: string | null = null;
+  private warmupSucceeded = false;
+  restarts = 0;
+  readonly generator: Generator = this;
+
+  constructor(
+    readonly id: number,
+    private readonly processOptions: WorkerProcessOptions,
+    private readonly supervisor: SupervisorOptions,
+  ) {}
+
+  get modelId(): string {
+    return this.process?.modelId ?? 'worker';
+  }
+
+  get audio() {
+    return this.process?.audio ?? null;
+  }
+
+  get continuationKind(): string | undefined {
+    return this.process?.continuationKind;
+  }
+
+  get acceptsWork(): boolean {
+    return !this.stopped && this.process?.phase === 'ready';
+  }
+
+  generate(request: SegmentRequest, signal: AbortSignal): AsyncIterable<GenerationEvent> {
+    const current = this.process;
+    if (!current) throw new WorkerFailure('worker is not running', 'unavailable');
+    return current.generate(request, signal);
+  }
+
+  start(): void {
+    if (this.stopped || this.process?.alive) return;
+    const proc = new WorkerProcess(this.processOptions);
+    this.process = proc;
+    proc.on('idle', () => this.changed());
+    proc.on('dead', (failure: WorkerFailure) => this.onDead(proc, failure));
+    proc.start().then(
+      () => {
+        this.failures = 0;
+        this.lastError = null;
+        this.warmupSucceeded = this.processOptions.warmup;
+        this.supervisor.onEvent?.({ workerId: this.id, kind: 'ready' });
+        this.changed();
+      },
+      () => undefined, // reported through 'dead'
+    );
+    this.changed();
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
+    await this.process?.shutdown(graceMs);
+    this.changed();
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  health(): WorkerHealth {
+    const p = this.process;
+    const alive = Boolean(p?.alive);
+    return {
+      ready: alive && (p?.phase === 'ready' || p?.phase === 'busy' || p?.phase === 'draining'),
+      process_alive: alive,
+      current_model_id: alive ? (p?.modelId ?? null) : null,
+      warmup_enabled: this.processOptions.warmup,
+      warmup_success: this.warmupSucceeded,
+      warmup_error: this.processOptions.warmup ? this.lastError : null,
+      warmup_timings: p?.warmupTimings ?? {},
+      restarts: this.restarts,
+      pid: alive ? (p?.pid ?? null) : null,
+    };
+  }
+
+  private onDead(proc: WorkerProcess, failure: WorkerFailure): void {
+    if (proc !== this.process) return;
+    this.lastError = failure.message;
+    if (failure.reason === 'warmup_failed' || failure.reason === 'load_failed' || failure.reason === 'start_timeout') {
+      this.warmupSucceeded = false;
+    }
+    this.supervisor.onEvent?.({ workerId: this.id, kind: 'failed', detail: failure.message });
+    this.changed();
+    if (this.stopped) return;
+    const delayMs = Math.min(this.supervisor.restartMaxMs, this.supervisor.restartBaseMs * 2 ** this.failures);
+    this.failures += 1;
+    this.supervisor.onEvent?.({ workerId: this.id, kind: 'restarting', delayMs });
+    this.restartTimer = setTimeout(() => {
+      this.restarts += 1;
+      this.start();
+    }, delayMs);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
+}
