@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,8 @@ import type { ServerContext } from './context.js';
 import { ServerMetrics } from './metrics.js';
 import { RepeatLastPromptExtender, type PromptExtender } from './prompt-extender.js';
 import { buildRoutes, sendJson } from './routes.js';
-import { SessionDriver } from './session-driver.js';
+import { AccessControl, type AccessRefusal } from './access.js';
+import { MAX_INIT_FRAME_BYTES, SessionDriver } from './session-driver.js';
 import { serveStatic } from './static-files.js';
 
 /** Parts a caller (tests, embedding) may supply instead of the config-built defaults. */
@@ -35,16 +36,37 @@ export interface ServerOverrides {
 }
 
 export const STREAM_PATH = '/v1/stream';
-/** Control frames are small; the init may carry a 32 MiB image as base64. */
-const MAX_FRAME_BYTES = Math.ceil((32 * 1024 * 1024 * 4) / 3) + 1024 * 1024;
+/** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
+const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
+
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+
+/** Refuses a WebSocket upgrade with a plain HTTP answer and a JSON reason. */
+function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  const body = JSON.stringify({ error: STATUS_TEXT[status]?.toLowerCase().replaceAll(' ', '_') ?? 'refused', message: reason });
+  const extra = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Refused'}\r\nConnection: close\r\nContent-Type: application/json\r\n${extra}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+function refuseHttp(res: ServerResponse, refusal: AccessRefusal): void {
+  if (refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
+  sendJson(res, refusal.status, { error: STATUS_TEXT[refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: refusal.reason });
+}
 
 export interface LivegenServer {
   readonly context: ServerContext;
   /** Starts listening; resolves with the base URL (`http://host:port`). */
   listen(): Promise<string>;
   readonly url: string;
-  /** Ends every session (1001), stops timers and closes the listener. */
-  close(): Promise<void>;
+  /**
+   * Graceful stop: refuses new connections, `/readyz` turns 503, waiting sessions end at
+   * once and running segments get `graceMs` (default `server.shutdown_grace_seconds`) to
+   * finish; every session gets `ltx2_stream_complete` (`stop_requested`) and close 1001;
+   * then workers and the listener are stopped.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 const SYNTHETIC_WORKER = fileURLToPath(new URL('../../workers/synthetic/main.ts', import.meta.url));
@@ -162,7 +184,12 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     logger,
     metrics,
     drivers,
-    connectionOptions: { highWaterBytes: 4 * 1024 * 1024, lowWaterBytes: 1024 * 1024 },
+    connectionOptions: {
+      highWaterBytes: config.limits.send_high_water_bytes,
+      lowWaterBytes: config.limits.send_low_water_bytes,
+      stallTimeoutMs: config.limits.client_stall_timeout_seconds * 1000,
+    },
+    access: new AccessControl(config, (process.env.LIVEGEN_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)),
     tempDir: overrides.tempDir ?? tmpdir(),
     // Read when an init arrives: a worker process declares its kind once it is ready.
     get continuationKind() {
@@ -195,6 +222,13 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
       return;
     }
+    if (PROTECTED_ROUTES.has(path)) {
+      const decision = context.access.checkStatusRoute(req);
+      if (!decision.ok) {
+        refuseHttp(res, decision.refusal);
+        return;
+      }
+    }
     const answer = route
       ? Promise.resolve(route(req, res))
       : serveStatic(webRoot, path, res).then((served) => {
@@ -206,17 +240,43 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     });
   });
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  // ws closes 1009 itself past maxPayload; frames between the control limit and this are
+  // refused by the driver with an error frame first.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_INIT_FRAME_BYTES, perMessageDeflate: false });
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== STREAM_PATH || shuttingDown) {
-      socket.end(`HTTP/1.1 ${shuttingDown ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      return;
+    if (path !== STREAM_PATH) return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}`);
+    if (shuttingDown) return refuseUpgrade(socket, 503, 'server is shutting down');
+    const decision = context.access.checkUpgrade(req);
+    if (!decision.ok) {
+      logger.info({ status: decision.refusal.status, reason: decision.refusal.reason, ip: req.socket.remoteAddress }, 'upgrade refused');
+      return refuseUpgrade(socket, decision.refusal.status, decision.refusal.reason);
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      SessionDriver.open(context, ws);
+      alive.set(ws, true);
+      ws.on('pong', () => alive.set(ws, true));
+      SessionDriver.open(context, ws, decision.keyId);
     });
   });
+
+  // Heartbeats: a peer that did not answer the last ping is dead (no FIN ever came);
+  // terminating it ends its session and frees its worker.
+  const alive = new WeakMap<WebSocket, boolean>();
+  const heartbeatMs = config.limits.heartbeat_interval_seconds * 1000;
+  const heartbeat =
+    heartbeatMs > 0
+      ? setInterval(() => {
+          for (const ws of wss.clients) {
+            if (!alive.get(ws)) {
+              ws.terminate();
+              continue;
+            }
+            alive.set(ws, false);
+            ws.ping();
+          }
+        }, heartbeatMs)
+      : undefined;
+  heartbeat?.unref();
 
   // The reaper: FastVideo leaves reap_timed_out unwired; here it runs for every state.
   const reaper = setInterval(() => {
@@ -244,14 +304,11 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         });
       });
     },
-    async close() {
+    async close(graceMs = config.server.shutdown_grace_seconds * 1000) {
       shuttingDown = true;
       clearInterval(reaper);
-      const ending = [...drivers.values()].map((driver) => {
-        driver.shutdown();
-        return driver.done;
-      });
-      await Promise.allSettled(ending);
+      clearInterval(heartbeat);
+      await Promise.allSettled([...drivers.values()].map((driver) => driver.shutdown(graceMs)));
       for (const client of wss.clients) client.terminate();
       wss.close();
       await pool.stop(config.generator.worker.shutdown_grace_ms);

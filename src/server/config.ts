@@ -17,6 +17,38 @@ const ServerSection = z
   .strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8000),
+    /** On SIGTERM/SIGINT, how long running segments may finish before their sessions are closed. */
+    shutdown_grace_seconds: z.number().min(0).default(30),
+  })
+  .prefault({});
+
+const LimitsSection = z
+  .strictObject({
+    /** Largest client frame after the opening one; larger closes 1009. */
+    max_control_frame_bytes: positiveInt.default(1024 * 1024),
+    /** Per-connection send backlog (bytes) past which media sends wait (the session's generation pauses). */
+    send_high_water_bytes: positiveInt.default(8 * 1024 * 1024),
+    /** Backlog level at which a waiting sender resumes. */
+    send_low_water_bytes: nonNegativeInt.default(2 * 1024 * 1024),
+    /** A client whose backlog stays above the high watermark this long is closed 1013. */
+    client_stall_timeout_seconds: z.number().positive().default(20),
+    /** WebSocket ping interval; a peer that misses a pong by the next ping is terminated. 0 = off. */
+    heartbeat_interval_seconds: z.number().min(0).default(15),
+    /** New WebSocket connections per client IP per minute; 0 = unlimited. */
+    connections_per_minute_per_ip: nonNegativeInt.default(0),
+  })
+  .prefault({});
+
+const AuthSection = z
+  .strictObject({
+    /** Accepted API keys (`Authorization: Bearer KEY` or `?token=KEY`). Empty = no auth. Env LIVEGEN_API_KEYS adds more. */
+    api_keys: z.array(z.string().min(16, 'API keys must be at least 16 characters')).default([]),
+    /** Origins allowed to open a WebSocket (exact match, e.g. https://app.example.com). Empty = any. */
+    allowed_origins: z.array(z.string().min(1)).default([]),
+    /** Require a key for /status and /metrics too (health routes stay open). */
+    protect_status: z.boolean().default(false),
+    /** Concurrent sessions per API key; 0 = unlimited. */
+    max_sessions_per_key: nonNegativeInt.default(0),
   })
   .prefault({});
 
@@ -133,8 +165,13 @@ export const ServeConfigSchema = z
     generator: GeneratorSection,
     media: MediaSection,
     logging: LoggingSection,
+    limits: LimitsSection,
+    auth: AuthSection,
   })
   .superRefine((config, ctx) => {
+    if (config.limits.send_low_water_bytes >= config.limits.send_high_water_bytes) {
+      ctx.addIssue({ code: 'custom', path: ['limits', 'send_low_water_bytes'], message: 'must be below limits.send_high_water_bytes' });
+    }
     const ids = config.pool.gpu_ids;
     if (ids && ids.length !== config.pool.workers) {
       ctx.addIssue({ code: 'custom', path: ['pool', 'gpu_ids'], message: `lists ${ids.length} ids for ${config.pool.workers} workers` });

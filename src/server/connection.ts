@@ -6,6 +6,8 @@ export interface ConnectionOptions {
   highWaterBytes: number;
   /** Level the backlog must fall to before a waiting sender resumes. */
   lowWaterBytes: number;
+  /** How long the backlog may stay above the high watermark before `onStall` runs. */
+  stallTimeoutMs: number;
 }
 
 /**
@@ -17,12 +19,18 @@ export class ClientConnection {
   private backlogBytes = 0;
   private drainWaiters: (() => void)[] = [];
   private closing = false;
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** Runs when the client stayed behind for `stallTimeoutMs` (it stopped reading). */
+  onStall: (() => void) | undefined;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly options: ConnectionOptions,
   ) {
-    ws.on('close', () => this.releaseWaiters());
+    ws.on('close', () => {
+      clearTimeout(this.stallTimer);
+      this.releaseWaiters();
+    });
   }
 
   /** True while frames can still be sent. */
@@ -44,8 +52,29 @@ export class ClientConnection {
     if (!this.open) return;
     this.write(data, true);
     if (this.backlogBytes > this.options.highWaterBytes) {
+      // The sender (the session's media pump, hence its generation) waits here; a client
+      // that never catches up is closed rather than allowed to hold memory and a worker.
+      this.stallTimer ??= setTimeout(() => this.onStall?.(), this.options.stallTimeoutMs);
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
     }
+  }
+
+  /**
+   * Closes and, if the peer does not complete the close handshake within `graceMs`
+   * (a client that stopped reading never will), drops the TCP connection.
+   */
+  closeAndTerminate(code: number, reason: string, graceMs: number): void {
+    this.close(code, reason);
+    const timer = setTimeout(() => this.ws.terminate(), graceMs);
+    timer.unref();
+    this.ws.once('close', () => clearTimeout(timer));
+  }
+
+  /** Drops the TCP connection at once (dead peer). */
+  terminate(): void {
+    this.closing = true;
+    this.ws.terminate();
+    this.releaseWaiters();
   }
 
   /** Sends a close frame after everything already queued. Idempotent. */
@@ -64,7 +93,11 @@ export class ClientConnection {
     this.backlogBytes += size;
     this.ws.send(data, { binary }, () => {
       this.backlogBytes -= size;
-      if (this.backlogBytes <= this.options.lowWaterBytes) this.releaseWaiters();
+      if (this.backlogBytes <= this.options.lowWaterBytes) {
+        clearTimeout(this.stallTimer);
+        this.stallTimer = undefined;
+        this.releaseWaiters();
+      }
     });
   }
 

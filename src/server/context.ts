@@ -5,6 +5,7 @@ import type { WorkerPool } from '../pool/index.js';
 import type { SessionStreamMode } from '../session/index.js';
 import type { SessionManager } from '../session/index.js';
 import type { ContinuationStore } from '../store/index.js';
+import type { AccessControl } from './access.js';
 import type { Admission } from './admission.js';
 import type { ServeConfig } from './config.js';
 import type { ConnectionOptions } from './connection.js';
@@ -24,6 +25,7 @@ export interface ServerContext {
   metrics: ServerMetrics;
   drivers: Map<string, SessionDriver>;
   connectionOptions: ConnectionOptions;
+  access: AccessControl;
   /** Where per-session temp files (initial images) go. */
   tempDir: string;
   /** Continuation kind the generator accepts, when it declares one. */

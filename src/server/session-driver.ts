@@ -6,6 +6,7 @@ import type { WorkerSlot } from '../pool/index.js';
 import {
   CloseCode,
   ErrorCode,
+  MAX_INITIAL_IMAGE_BYTES,
   StreamCompleteReason,
   buildServerMessage,
   errorMessage,
@@ -23,6 +24,9 @@ import type { ServerContext } from './context.js';
 import { InitImageFile } from './init-image.js';
 import { runSegment } from './segment-runner.js';
 import { SessionEventLog } from './session-log.js';
+
+/** The opening frame may carry a 32 MiB image as base64 (4/3 larger) plus the other fields. */
+export const MAX_INIT_FRAME_BYTES = Math.ceil((MAX_INITIAL_IMAGE_BYTES * 4) / 3) + 1024 * 1024;
 
 /** A segment the session will run: what to generate and why. */
 interface SegmentJob {
@@ -43,6 +47,8 @@ type Ending =
   | { kind: 'rejected'; code: ErrorCode; message: string; close: number }
   | { kind: 'queue_timeout'; message: string }
   | { kind: 'failed'; code: ErrorCode; message: string; retryable: boolean }
+  | { kind: 'too_large'; message: string }
+  | { kind: 'slow_client' }
   | { kind: 'shutdown' };
 
 class SessionEnded extends Error {
@@ -78,15 +84,20 @@ export class SessionDriver {
   private lastPrompt: string | undefined;
   private loopCursor = 0;
   private ptsBaseMs = 0;
+  /** Settles when the running segment (if any) has finished, for a graceful shutdown. */
+  private currentSegment: Promise<void> | undefined;
+  private stopping = false;
   private readonly finished: Promise<void>;
 
   private constructor(
     private readonly ctx: ServerContext,
     ws: WebSocket,
     session: Session,
+    private readonly keyId: string | undefined,
   ) {
     this.session = session;
     this.connection = new ClientConnection(ws, ctx.connectionOptions);
+    this.connection.onStall = () => this.end({ kind: 'slow_client' });
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary));
     ws.on('close', () => this.end({ kind: 'left' }));
     ws.on('error', (err) => ctx.logger.warn({ session: session.id, err }, 'socket error'));
@@ -97,19 +108,26 @@ export class SessionDriver {
    * Registers a session for a new connection, or rejects it (`session_rejected`, close 1013)
    * when the server holds its maximum. Returns the driver, whose `done` settles at the end.
    */
-  static open(ctx: ServerContext, ws: WebSocket): SessionDriver | undefined {
+  static open(ctx: ServerContext, ws: WebSocket, keyId: string | undefined = undefined): SessionDriver | undefined {
+    const refuse = (message: string, close: number, reason: string): undefined => {
+      const connection = new ClientConnection(ws, ctx.connectionOptions);
+      connection.send(errorMessage(ErrorCode.SESSION_REJECTED, message, true));
+      connection.close(close, reason);
+      ctx.metrics.sessionRejected();
+      return undefined;
+    };
+    if (!ctx.access.openSession(keyId)) {
+      return refuse('this API key holds its maximum of concurrent sessions', CloseCode.POLICY_VIOLATION, 'session limit for this key');
+    }
     let session: Session;
     try {
       session = ctx.manager.create();
     } catch (err) {
+      ctx.access.closeSession(keyId);
       if (!(err instanceof SessionRejected)) throw err;
-      const connection = new ClientConnection(ws, ctx.connectionOptions);
-      connection.send(errorMessage(ErrorCode.SESSION_REJECTED, `server is full: ${err.message}`, true));
-      connection.close(CloseCode.TRY_AGAIN_LATER, 'server full');
-      ctx.metrics.sessionRejected();
-      return undefined;
+      return refuse(`server is full: ${err.message}`, CloseCode.TRY_AGAIN_LATER, 'server full');
     }
-    const driver = new SessionDriver(ctx, ws, session);
+    const driver = new SessionDriver(ctx, ws, session, keyId);
     ctx.drivers.set(session.id, driver);
     return driver;
   }
@@ -244,6 +262,11 @@ export class SessionDriver {
   /** 5. Run segments one at a time until the session ends. */
   private async serveSegments(): Promise<void> {
     while (!this.lifetime.signal.aborted) {
+      if (this.stopping) {
+        // Shutting down: no new segment starts; shutdown() ends the session.
+        await this.untilEnded(new Promise<void>(() => undefined));
+        return;
+      }
       if (this.session.segmentCapReached(this.ctx.manager.segmentCap)) {
         this.end({ kind: 'segment_cap' });
         return;
@@ -254,7 +277,9 @@ export class SessionDriver {
         await this.untilEnded(new Promise<void>((resolve) => (this.wake = resolve)));
         continue;
       }
-      await this.runJob(job);
+      this.currentSegment = this.runJob(job);
+      await this.currentSegment;
+      this.currentSegment = undefined;
     }
   }
 
@@ -417,6 +442,12 @@ export class SessionDriver {
   private onFrame(data: Buffer, isBinary: boolean): void {
     if (this.lifetime.signal.aborted) return;
     this.session.touch();
+    // Only the opening session_init_v2 may be large (it can carry the initial image).
+    const limit = this.initReceived ? this.ctx.config.limits.max_control_frame_bytes : MAX_INIT_FRAME_BYTES;
+    if (data.length > limit) {
+      this.end({ kind: 'too_large', message: `frame of ${data.length} bytes exceeds the ${limit}-byte limit` });
+      return;
+    }
     const parsed = parseClientMessage(data, { binary: isBinary });
     if (!this.initReceived) {
       this.initReceived = true;
@@ -539,9 +570,20 @@ export class SessionDriver {
     this.end({ kind: 'timeout' });
   }
 
-  /** Called on server shutdown. */
-  shutdown(): void {
+  /**
+   * Server shutdown: no new segment starts; a running one may finish within `graceMs`;
+   * then `ltx2_stream_complete` (`stop_requested`) and close 1001.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.stopping = true;
+    const running = this.currentSegment;
+    if (running && graceMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([running, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+    }
     this.end({ kind: 'shutdown' });
+    await this.finished;
   }
 
   /**
@@ -586,15 +628,23 @@ export class SessionDriver {
         if (s.isActive()) this.moveTo(SessionState.COMPLETE);
         c.close(CloseCode.GOING_AWAY, 'server shutting down');
         break;
+      case 'too_large':
+        c.send(errorMessage(ErrorCode.INVALID_MESSAGE, ending.message));
+        this.moveTo(s.state === SessionState.INITIALIZING ? SessionState.REJECTED : SessionState.ERROR);
+        c.close(CloseCode.MESSAGE_TOO_BIG, 'frame too large');
+        break;
+      case 'slow_client':
+        // It is not reading, so the notice may never arrive; the TCP connection goes soon after.
+        c.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'client is not reading fast enough: closing', true));
+        this.moveTo(SessionState.ERROR);
+        c.closeAndTerminate(CloseCode.TRY_AGAIN_LATER, 'client too slow', 1000);
+        break;
       case 'left':
         // Only an active session can complete; one that leaves earlier just goes away.
         if (s.isActive()) this.moveTo(SessionState.COMPLETE);
         break;
     }
-    if (ending.kind !== 'left' && ending.kind !== 'shutdown' && ending.kind !== 'rejected') {
-      this.ctx.metrics.error(ending.kind === 'failed' ? ending.code : ending.kind);
-    }
-    if (ending.kind === 'rejected') this.ctx.metrics.error(ending.code);
+    if (ending.kind !== 'left' && ending.kind !== 'shutdown') this.ctx.metrics.error('code' in ending ? ending.code : ending.kind);
     this.log('end', { reason: ending.kind, state: s.state });
     this.segmentAbort?.abort(new SessionEnded(ending.kind));
     this.lifetime.abort(new SessionEnded(ending.kind));
@@ -625,6 +675,7 @@ export class SessionDriver {
     this.initImage = undefined;
     this.ctx.manager.close(s.id);
     this.ctx.drivers.delete(s.id);
+    this.ctx.access.closeSession(this.keyId);
     this.ctx.metrics.sessionClosed(s.state);
     this.ctx.logger.info({ session: s.id, state: s.state, reason: this.ending?.kind, segments: s.segmentIdx }, 'session ended');
     await this.eventLog?.close();

@@ -10,7 +10,7 @@ const EXAMPLE = join(ROOT, 'docs', 'serve.example.yaml');
 
 /** The defaults exactly as docs/config.md states them. */
 const DOCUMENTED_DEFAULTS = {
-  server: { host: '127.0.0.1', port: 8000 },
+  server: { host: '127.0.0.1', port: 8000 , shutdown_grace_seconds: 30 },
   default_request: {
     sampling: {
       width: 640,
@@ -52,6 +52,15 @@ const DOCUMENTED_DEFAULTS = {
   },
   media: { fragment_duration_ms: 200, x264_preset: 'ultrafast', crf: 23, max_bitrate_kbps: 4000, ffmpeg_path: 'ffmpeg' },
   logging: { level: 'info' },
+  limits: {
+    max_control_frame_bytes: 1024 * 1024,
+    send_high_water_bytes: 8 * 1024 * 1024,
+    send_low_water_bytes: 2 * 1024 * 1024,
+    client_stall_timeout_seconds: 20,
+    heartbeat_interval_seconds: 15,
+    connections_per_minute_per_ip: 0,
+  },
+  auth: { api_keys: [], allowed_origins: [], protect_status: false, max_sessions_per_key: 0 },
 };
 
 const tmp = mkdtempSync(join(tmpdir(), 'livegen-config-test-'));
@@ -194,7 +203,7 @@ describe('loadConfigFile', () => {
   it('reads a YAML file', () => {
     const path = writeTemp('ok.yaml', 'server:\n  port: 9100\nstreaming:\n  generation_segment_cap: 3\n');
     const config = loadConfigFile(path);
-    expect(config.server).toStrictEqual({ host: '127.0.0.1', port: 9100 });
+    expect(config.server).toStrictEqual({ host: '127.0.0.1', port: 9100, shutdown_grace_seconds: 30 });
     expect(config.streaming.generation_segment_cap).toBe(3);
   });
 
@@ -256,6 +265,6 @@ describe('mergeConfigInput', () => {
 
   it('merged input parses to the merged config', () => {
     const config = parseConfig(mergeConfigInput({ server: { host: '0.0.0.0' } }, { server: { port: 0 } }));
-    expect(config.server).toStrictEqual({ host: '0.0.0.0', port: 0 });
+    expect(config.server).toStrictEqual({ host: '0.0.0.0', port: 0, shutdown_grace_seconds: 30 });
   });
 });
