@@ -79,6 +79,7 @@ export class SessionDriver {
   private segmentAbort: AbortController | undefined;
   private slot: WorkerSlot | undefined;
   private nextEncoder: SegmentEncoder | undefined;
+  private runningEncoder: SegmentEncoder | undefined;
   private initImage: InitImageFile | undefined;
   private eventLog: SessionEventLog | undefined;
   private lastPrompt: string | undefined;
@@ -134,6 +135,16 @@ export class SessionDriver {
 
   get done(): Promise<void> {
     return this.finished;
+  }
+
+  /** Bytes queued to this client but not yet written to its socket (for metrics and tests). */
+  get sendBacklogBytes(): number {
+    return this.connection.backlog;
+  }
+
+  /** Process id of the ffmpeg encoding the running segment, if any (operations and tests). */
+  get encoderPid(): number | undefined {
+    return this.runningEncoder?.pid;
   }
 
   // ---------------------------------------------------------------- the story
@@ -330,6 +341,7 @@ export class SessionDriver {
       continuationState: s.singleClipMode ? undefined : s.continuationState,
     };
     const encoder = this.takeEncoder();
+    this.runningEncoder = encoder;
     encoder.setPtsBase(this.ptsBaseMs);
     const abort = new AbortController();
     this.segmentAbort = abort;
@@ -420,6 +432,7 @@ export class SessionDriver {
     } finally {
       this.segmentRunning = false;
       this.segmentAbort = undefined;
+      this.runningEncoder = undefined;
     }
   }
 
