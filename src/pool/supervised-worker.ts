@@ -108,7 +108,10 @@ export class SupervisedWorker implements PoolWorker, Generator {
     this.supervisor.onEvent?.({ workerId: this.id, kind: 'failed', detail: failure.message });
     this.changed();
     if (this.stopped) return;
-    const delayMs = Math.min(this.supervisor.restartMaxMs, this.supervisor.restartBaseMs * 2 ** this.failures);
+    // The first failure after a healthy run restarts at once (a crash or a kill for an
+    // ignored cancel should cost the queue as little as possible); consecutive failures
+    // back off exponentially so a broken model does not spin.
+    const delayMs = this.failures === 0 ? 0 : Math.min(this.supervisor.restartMaxMs, this.supervisor.restartBaseMs * 2 ** (this.failures - 1));
     this.failures += 1;
     this.supervisor.onEvent?.({ workerId: this.id, kind: 'restarting', delayMs });
     this.restartTimer = setTimeout(() => {
