@@ -25,14 +25,15 @@ export interface TestServer {
   server: LivegenServer;
   url: string;
   wsUrl: string;
-  close(): Promise<void>;
+  /** Stops the server; running segments get `graceMs` (default 0: tests do not wait). */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startServer(patch: Record<string, unknown> = {}, overrides: ServerOverrides = {}): Promise<TestServer> {
   const config = parseConfig(mergeConfigInput(TEST_CONFIG, patch));
   const server = createLivegenServer(config, { logger: pino({ level: 'silent' }), ...overrides });
   const url = await server.listen();
-  return { server, url, wsUrl: `${url.replace(/^http/, 'ws')}/v1/stream`, close: () => server.close() };
+  return { server, url, wsUrl: `${url.replace(/^http/, 'ws')}/v1/stream`, close: (graceMs = 0) => server.close(graceMs) };
 }
 
 export type Received = { kind: 'json'; message: ServerMessage & Record<string, unknown>; at: number } | { kind: 'binary'; data: Buffer; at: number };
