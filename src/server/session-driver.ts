@@ -176,30 +176,9 @@ export class SessionDriver {
     );
   }
 
-  /** 2. Flags, prompts, stream mode, the initial image and any continuation state to resume. */
+  /** 2. The initial image and any continuation state to resume (flags were set on arrival). */
   private async applyInit(init: SessionInitV2): Promise<void> {
     const s = this.session;
-    s.clientId = init.client_id ?? undefined;
-    s.preset = init.preset ?? undefined;
-    s.presetLabel = init.preset_label ?? undefined;
-    s.curatedPrompts = [...init.curated_prompts];
-    s.enhancementEnabled = init.enhancement_enabled;
-    s.autoExtensionEnabled = init.auto_extension_enabled;
-    s.loopGenerationEnabled = init.loop_generation_enabled;
-    s.singleClipMode = init.single_clip_mode;
-    s.streamMode = init.stream_mode;
-    s.metadata = { ...extraInitFields(init) };
-    if (this.ctx.config.logging.session_log_dir) {
-      this.eventLog = new SessionEventLog(this.ctx.config.logging.session_log_dir, s.id, s.clientId);
-    }
-    this.log('init', {
-      client_id: s.clientId,
-      preset: s.preset,
-      stream_mode: s.streamMode,
-      curated_prompts: s.curatedPrompts.length,
-      has_initial_image: Boolean(init.initial_image),
-      has_continuation_state: Boolean(init.continuation_state),
-    });
     if (init.initial_image) {
       this.initImage = await InitImageFile.write(init.initial_image, this.ctx.tempDir);
       if (this.lifetime.signal.aborted) throw new SessionEnded();
@@ -474,6 +453,9 @@ export class SessionDriver {
         this.end(presetError);
         return;
       }
+      // Applied now, not when run() resumes: ws may deliver the next frames (a toggle
+      // right behind the init) in this same tick, and they must act on the init's state.
+      this.applyInitFields(parsed.message);
       this.resolveInit?.(parsed.message);
       return;
     }
@@ -483,6 +465,31 @@ export class SessionDriver {
       return;
     }
     this.onControl(parsed.message);
+  }
+
+  private applyInitFields(init: SessionInitV2): void {
+    const s = this.session;
+    s.clientId = init.client_id ?? undefined;
+    s.preset = init.preset ?? undefined;
+    s.presetLabel = init.preset_label ?? undefined;
+    s.curatedPrompts = [...init.curated_prompts];
+    s.enhancementEnabled = init.enhancement_enabled;
+    s.autoExtensionEnabled = init.auto_extension_enabled;
+    s.loopGenerationEnabled = init.loop_generation_enabled;
+    s.singleClipMode = init.single_clip_mode;
+    s.streamMode = init.stream_mode;
+    s.metadata = { ...extraInitFields(init) };
+    if (this.ctx.config.logging.session_log_dir) {
+      this.eventLog = new SessionEventLog(this.ctx.config.logging.session_log_dir, s.id, s.clientId);
+    }
+    this.log('init', {
+      client_id: s.clientId,
+      preset: s.preset,
+      stream_mode: s.streamMode,
+      curated_prompts: s.curatedPrompts.length,
+      has_initial_image: Boolean(init.initial_image),
+      has_continuation_state: Boolean(init.continuation_state),
+    });
   }
 
   /** Checks of the init that the schema cannot make: server preset, continuation kind. */

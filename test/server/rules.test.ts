@@ -97,6 +97,21 @@ describe('after init', () => {
     client.close();
   });
 
+  it('applies toggles that arrive right behind the init, in the same TCP segment', async () => {
+    server = await startServer({ streaming: { generation_segment_cap: 1 } });
+    const client = await TestClient.connect(server.wsUrl);
+    // cork: the three frames leave as one write, so the server reads them in one tick.
+    const socket = (client.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.cork();
+    client.send({ type: 'session_init_v2' });
+    client.send({ type: 'seed_prompts_updated', seed_prompts: ['right behind'] });
+    client.send({ type: 'loop_generation_updated', enabled: true });
+    socket.uncork();
+    const start = await client.waitFor('ltx2_segment_start');
+    expect(start).toMatchObject({ prompt: 'right behind', source: 'curated' });
+    await client.closed;
+  });
+
   it('answers snapshot_state with no stored state with internal_error and keeps the connection', async () => {
     server = await startServer();
     const client = await TestClient.init(server.wsUrl);
