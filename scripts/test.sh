@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh chromium:chromium
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
+npx tsc -p web/tsconfig.json --noEmit
 echo "== lint"
 npx eslint .
 echo "== tests"

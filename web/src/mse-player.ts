@@ -1,0 +1,268 @@
+import type { MediaChunk } from '../../src/client/index.js';
+
+export interface MsePlayerOptions {
+  /** Seconds of played media kept behind `currentTime`; older ranges are removed (default 30). */
+  keepBehindS?: number;
+  /** Seconds buffered ahead before playback starts, to ride out fragment arrival jitter (default 0.3). */
+  startAheadS?: number;
+  onError(message: string): void;
+  /** The first video frame was presented. */
+  onFirstFrame?(): void;
+  /** Playback started (the first `playing`). */
+  onPlaying?(): void;
+}
+
+export interface Stall {
+  /** `currentTime` when playback stopped for want of data. */
+  atS: number;
+  ms: number;
+}
+
+export interface MseStats {
+  mime: string | undefined;
+  appendedBytes: number;
+  appendedChunks: number;
+  segmentsAppended: number;
+  evictions: number;
+  bufferedStartS: number;
+  bufferedEndS: number;
+  bufferedAheadS: number;
+  stalls: Stall[];
+}
+
+type Op =
+  | { kind: 'init'; mime: string; data: Uint8Array }
+  | { kind: 'media'; data: Uint8Array; retried?: boolean }
+  | { kind: 'remove'; start: number; end: number }
+  | { kind: 'end' };
+
+/** Evict only when this much more than `keepBehindS` has piled up (at most half of it), so removes stay rare. */
+const EVICT_SLACK_S = 5;
+
+/**
+ * Plays a session's segments through one `SourceBuffer` in `sequence` mode: each segment's
+ * init segment then its fragments are appended in order, so the segments follow one another
+ * on a single timeline with no gap. Appends wait while the buffer is `updating`; ranges
+ * far behind the playhead are removed so memory stays bounded.
+ */
+export class MsePlayer {
+  private readonly mediaSource = new MediaSource();
+  private readonly objectUrl: string;
+  private sourceBuffer: SourceBuffer | undefined;
+  private mime: string | undefined;
+  private readonly ops: Op[] = [];
+  private opened = false;
+  private playRequested = false;
+  private ending = false;
+  private waitingSince: { at: number; atS: number } | undefined;
+  private hasPlayed = false;
+  private destroyed = false;
+  private readonly keepBehindS: number;
+  private readonly startAheadS: number;
+  private readonly stats = { appendedBytes: 0, appendedChunks: 0, segmentsAppended: 0, evictions: 0, stalls: [] as Stall[] };
+  private readonly detach: (() => void)[] = [];
+
+  constructor(
+    private readonly video: HTMLVideoElement,
+    private readonly options: MsePlayerOptions,
+  ) {
+    this.keepBehindS = options.keepBehindS ?? 30;
+    this.startAheadS = options.startAheadS ?? 0.3;
+    video.muted = true;
+    video.autoplay = false;
+    this.objectUrl = URL.createObjectURL(this.mediaSource);
+    this.listen(this.mediaSource, 'sourceopen', () => {
+      this.opened = true;
+      this.pump();
+    });
+    this.listen(video, 'waiting', () => {
+      if (this.hasPlayed && !this.waitingSince) this.waitingSince = { at: performance.now(), atS: video.currentTime };
+    });
+    this.listen(video, 'playing', () => {
+      if (!this.hasPlayed) options.onPlaying?.();
+      this.hasPlayed = true;
+      this.endStall();
+    });
+    this.listen(video, 'timeupdate', () => {
+      if (this.waitingSince && video.currentTime > this.waitingSince.atS) this.endStall();
+    });
+    this.listen(video, 'error', () => {
+      const error = video.error;
+      if (!this.destroyed) options.onError(`video element error ${error?.code ?? '?'}: ${error?.message || 'media decode error'}`);
+    });
+    video.src = this.objectUrl;
+    this.watchFirstFrame();
+  }
+
+  /** Queues one media chunk; an `init` chunk starts a new segment (switching codecs if its MIME differs). */
+  push(chunk: MediaChunk): void {
+    if (this.destroyed) return;
+    if (chunk.kind === 'init') this.ops.push({ kind: 'init', mime: chunk.mime, data: chunk.data });
+    else this.ops.push({ kind: 'media', data: chunk.data });
+    this.pump();
+  }
+
+  /** No more media will come: the video ends after what is buffered instead of waiting. */
+  end(): void {
+    if (this.destroyed || this.ending) return;
+    this.ending = true;
+    this.ops.push({ kind: 'end' });
+    this.pump();
+  }
+
+  snapshotStats(): MseStats {
+    const buffered = this.sourceBuffer && this.mediaSource.readyState !== 'closed' ? this.sourceBuffer.buffered : undefined;
+    const start = buffered && buffered.length > 0 ? buffered.start(0) : 0;
+    const end = buffered && buffered.length > 0 ? buffered.end(buffered.length - 1) : 0;
+    return {
+      mime: this.mime,
+      ...this.stats,
+      stalls: [...this.stats.stalls, ...(this.waitingSince ? [{ atS: this.waitingSince.atS, ms: performance.now() - this.waitingSince.at }] : [])],
+      bufferedStartS: start,
+      bufferedEndS: end,
+      bufferedAheadS: Math.max(0, end - this.video.currentTime),
+    };
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.ops.length = 0;
+    for (const off of this.detach.splice(0)) off();
+    this.video.pause();
+    this.video.removeAttribute('src');
+    this.video.load();
+    URL.revokeObjectURL(this.objectUrl);
+  }
+
+  // ------------------------------------------------------------------ inside
+
+  private pump(): void {
+    if (this.destroyed || !this.opened || this.mediaSource.readyState !== 'open') return;
+    if (this.sourceBuffer?.updating) return;
+    const op = this.ops.shift();
+    if (!op) return;
+    try {
+      this.run(op);
+    } catch (err) {
+      this.failed(op, err);
+    }
+  }
+
+  private run(op: Op): void {
+    switch (op.kind) {
+      case 'init': {
+        const buffer = this.sourceBuffer ?? this.createSourceBuffer(op.mime);
+        if (op.mime !== this.mime) {
+          buffer.changeType(op.mime);
+          this.mime = op.mime;
+        }
+        this.stats.segmentsAppended += 1;
+        this.append(buffer, op.data);
+        return;
+      }
+      case 'media': {
+        const buffer = this.sourceBuffer;
+        if (!buffer) throw new Error('a media fragment arrived before any init segment');
+        this.append(buffer, op.data);
+        return;
+      }
+      case 'remove':
+        this.sourceBuffer?.remove(op.start, op.end);
+        this.stats.evictions += 1;
+        if (!this.sourceBuffer) this.pump();
+        return;
+      case 'end':
+        // A source that never got media would end as a decode error; leave it empty instead.
+        if (!this.sourceBuffer) return;
+        if (this.mediaSource.readyState === 'open') this.mediaSource.endOfStream();
+        this.startPlayback();
+        return;
+    }
+  }
+
+  private append(buffer: SourceBuffer, data: Uint8Array): void {
+    // appendBuffer takes an ArrayBuffer-backed view; a socket's frames always are.
+    buffer.appendBuffer(data as Uint8Array<ArrayBuffer>);
+    this.stats.appendedBytes += data.byteLength;
+    this.stats.appendedChunks += 1;
+  }
+
+  private createSourceBuffer(mime: string): SourceBuffer {
+    if (!MediaSource.isTypeSupported(mime)) throw new Error(`this browser cannot play ${mime} through Media Source Extensions`);
+    const buffer = this.mediaSource.addSourceBuffer(mime);
+    // One timeline for all segments: each segment's media follows the last without offsets to manage.
+    buffer.mode = 'sequence';
+    this.sourceBuffer = buffer;
+    this.mime = mime;
+    this.listen(buffer, 'updateend', () => this.afterUpdate());
+    this.listen(buffer, 'error', () => this.options.onError('SourceBuffer error: the browser could not append the media'));
+    return buffer;
+  }
+
+  private afterUpdate(): void {
+    if (this.destroyed) return;
+    const buffered = this.sourceBuffer?.buffered;
+    if (buffered && buffered.length > 0) {
+      const start = buffered.start(0);
+      const end = buffered.end(buffered.length - 1);
+      // A timeline that does not begin at 0 would leave the playhead before the data.
+      if (!this.playRequested && this.video.currentTime < start) this.video.currentTime = start;
+      if (!this.playRequested && end - Math.max(start, this.video.currentTime) >= this.startAheadS) this.startPlayback();
+      const evictTo = this.video.currentTime - this.keepBehindS;
+      if (evictTo - start > Math.min(EVICT_SLACK_S, this.keepBehindS / 2)) {
+        this.ops.unshift({ kind: 'remove', start, end: evictTo });
+      }
+    }
+    this.pump();
+  }
+
+  private failed(op: Op, err: unknown): void {
+    const name = err instanceof Error ? err.name : '';
+    if (name === 'QuotaExceededError' && op.kind === 'media' && !op.retried && this.sourceBuffer) {
+      // Full: drop everything but the last moment before the playhead, then try once more.
+      const buffered = this.sourceBuffer.buffered;
+      const end = this.video.currentTime - 1;
+      if (buffered.length > 0 && end > buffered.start(0)) {
+        this.ops.unshift({ kind: 'remove', start: buffered.start(0), end }, { ...op, retried: true });
+        this.pump();
+        return;
+      }
+    }
+    this.options.onError(`Media Source Extensions: ${op.kind} failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+  }
+
+  private startPlayback(): void {
+    if (this.playRequested || this.destroyed) return;
+    this.playRequested = true;
+    this.video.play().catch((err: unknown) => {
+      if (!this.destroyed) this.options.onError(`playback did not start: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+
+  private endStall(): void {
+    const since = this.waitingSince;
+    if (!since) return;
+    this.waitingSince = undefined;
+    this.stats.stalls.push({ atS: since.atS, ms: performance.now() - since.at });
+  }
+
+  private watchFirstFrame(): void {
+    const onFirst = this.options.onFirstFrame;
+    if (!onFirst) return;
+    let done = false;
+    const fire = (): void => {
+      if (done || this.destroyed) return;
+      done = true;
+      onFirst();
+    };
+    // The first frame the compositor shows; `loadeddata` where frame callbacks are missing.
+    if ('requestVideoFrameCallback' in this.video) this.video.requestVideoFrameCallback(() => fire());
+    else this.listen(this.video, 'loadeddata', fire);
+  }
+
+  private listen(target: EventTarget, type: string, handler: () => void): void {
+    target.addEventListener(type, handler);
+    this.detach.push(() => target.removeEventListener(type, handler));
+  }
+}

@@ -1,0 +1,96 @@
+import type { PlayerError, SegmentInfo } from './model.js';
+
+/** Every element the page uses, found once by id. */
+export function findElements() {
+  const byId = <T extends HTMLElement>(id: string): T => {
+    const el = document.getElementById(id);
+    if (!el) throw new Error(`the page has no #${id}`);
+    return el as T;
+  };
+  return {
+    status: byId<HTMLElement>('status'),
+    video: byId<HTMLVideoElement>('video'),
+    queue: byId<HTMLElement>('queue-position'),
+    ttff: byId<HTMLElement>('ttff'),
+    bufferInfo: byId<HTMLElement>('buffer-info'),
+    prompt: byId<HTMLTextAreaElement>('prompt'),
+    start: byId<HTMLButtonElement>('start'),
+    sendPrompt: byId<HTMLButtonElement>('send-prompt'),
+    leave: byId<HTMLButtonElement>('leave'),
+    pause: byId<HTMLInputElement>('toggle-pause'),
+    loop: byId<HTMLInputElement>('toggle-loop'),
+    auto: byId<HTMLInputElement>('toggle-auto'),
+    downloadState: byId<HTMLButtonElement>('download-state'),
+    stateFile: byId<HTMLInputElement>('state-file'),
+    loadedState: byId<HTMLElement>('loaded-state'),
+    clearState: byId<HTMLButtonElement>('clear-state'),
+    downloadLink: byId<HTMLAnchorElement>('download-link'),
+    curatedList: byId<HTMLOListElement>('curated-list'),
+    curatedNew: byId<HTMLInputElement>('curated-new'),
+    curatedAdd: byId<HTMLButtonElement>('curated-add'),
+    segmentRows: byId<HTMLTableSectionElement>('segment-rows'),
+    errors: byId<HTMLUListElement>('errors'),
+  };
+}
+export type PageElements = ReturnType<typeof findElements>;
+
+export function ms(value: number | undefined | null): string {
+  if (value === undefined || value === null) return '–';
+  return value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
+}
+
+function kib(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`;
+}
+
+function cell(text: string, className?: string): HTMLTableCellElement {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+export function renderSegments(tbody: HTMLTableSectionElement, segments: SegmentInfo[]): void {
+  tbody.replaceChildren(
+    ...segments.map((s) => {
+      const row = document.createElement('tr');
+      row.dataset.segmentIdx = String(s.segmentIdx);
+      row.dataset.complete = String(s.complete);
+      const steps = document.createElement('td');
+      const bar = document.createElement('progress');
+      bar.max = Math.max(1, s.totalSteps);
+      bar.value = s.step;
+      steps.append(bar, ` ${s.step}/${s.totalSteps}`);
+      row.append(
+        cell(String(s.segmentIdx), 'num'),
+        cell(s.prompt),
+        cell(s.source ?? '–'),
+        steps,
+        cell(ms(s.firstMediaMs), 'num'),
+        cell(ms(s.generationTimeMs), 'num'),
+        cell(ms(s.e2eLatencyMs), 'num'),
+        cell(s.durationMs === undefined ? '–' : `${(s.durationMs / 1000).toFixed(2)} s`, 'num'),
+        cell(s.bytes ? kib(s.bytes) : '–', 'num'),
+      );
+      return row;
+    }),
+  );
+}
+
+export function renderErrors(list: HTMLUListElement, errors: PlayerError[]): void {
+  if (errors.length === 0) {
+    const none = document.createElement('li');
+    none.className = 'none';
+    none.textContent = 'No errors.';
+    list.replaceChildren(none);
+    return;
+  }
+  list.replaceChildren(
+    ...errors.map((e) => {
+      const li = document.createElement('li');
+      li.dataset.code = e.code;
+      li.textContent = `${e.at.slice(11, 19)}  ${e.code}${e.retryable ? ' (retryable)' : ''}: ${e.message}`;
+      return li;
+    }),
+  );
+}
