@@ -15,7 +15,7 @@ import {
 import type { MediaChunk } from './types.js';
 
 export interface FragmentedMp4EncoderOptions extends SegmentEncoderOptions {
-  /** Target fragment length. Short fragments let playback start before the segment is encoded. Default 200. */
+  /** Target fragment length. Short fragments let playback start before the segment is encoded. Default 100. */
   fragmentDurationMs?: number;
   /** Default 'ultrafast': the encoder must outrun generation on two shared cores. */
   x264Preset?: string;
@@ -37,7 +37,7 @@ function resolveOptions(options: FragmentedMp4EncoderOptions): ResolvedOptions {
     fps: options.fps,
     audio: options.audio,
     ffmpegPath: options.ffmpegPath ?? 'ffmpeg',
-    fragmentDurationMs: options.fragmentDurationMs ?? 200,
+    fragmentDurationMs: options.fragmentDurationMs ?? 100,
     x264Preset: options.x264Preset ?? 'ultrafast',
     crf: options.crf ?? 23,
     maxBitrateKbps: options.maxBitrateKbps ?? 4000,

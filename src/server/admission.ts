@@ -28,9 +28,11 @@ export class Admission {
   constructor(
     private readonly pool: WorkerPool,
     maxQueue: number,
+    depthUpdateIntervalMs?: number,
   ) {
     this.queue = new AdmissionQueue<Pending>({
       maxSize: maxQueue,
+      depthUpdateIntervalMs,
       onPositions: (changes: QueuePosition<Pending>[]) => {
         for (const { item, position, depth } of changes) item.waiter.onQueuePosition(position, depth);
       },

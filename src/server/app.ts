@@ -92,7 +92,7 @@ function buildInProcessWorkers(config: ServeConfig): PoolWorker[] {
 }
 
 /** One supervised child process per GPU, speaking docs/worker-protocol.md. */
-function buildProcessWorkers(config: ServeConfig, logger: Logger): PoolWorker[] {
+function buildProcessWorkers(config: ServeConfig, logger: Logger, onWorkerRestart: (workerId: number) => void): PoolWorker[] {
   const w = config.generator.worker;
   const { sampling } = config.default_request;
   const { synthetic } = config.generator;
@@ -137,10 +137,11 @@ function buildProcessWorkers(config: ServeConfig, logger: Logger): PoolWorker[] 
       {
         restartBaseMs: w.restart_backoff_ms,
         restartMaxMs: w.restart_backoff_max_ms,
-        onEvent: (event) =>
-          event.kind === 'failed'
-            ? logger.warn({ worker: event.workerId, detail: event.detail }, 'worker failed')
-            : logger.info({ worker: event.workerId, kind: event.kind, delay_ms: event.delayMs }, `worker ${event.kind}`),
+        onEvent: (event) => {
+          if (event.kind === 'failed') logger.warn({ worker: event.workerId, detail: event.detail }, 'worker failed');
+          else logger.info({ worker: event.workerId, kind: event.kind, delay_ms: event.delayMs }, `worker ${event.kind}`);
+          if (event.kind === 'restarting') onWorkerRestart(event.workerId);
+        },
       },
     );
   });
@@ -149,21 +150,7 @@ function buildProcessWorkers(config: ServeConfig, logger: Logger): PoolWorker[] 
 /** Composes the layers into a server: HTTP routes, the WebSocket endpoint, the reaper. */
 export function createLivegenServer(config: ServeConfig, overrides: ServerOverrides = {}): LivegenServer {
   const logger = overrides.logger ?? pino({ level: config.logging.level, name: 'livegen' });
-  const workers =
-    overrides.workers ??
-    (overrides.generators
-      ? overrides.generators.map((generator, id) => new InProcessWorker(id, generator))
-      : config.generator.kind === 'worker'
-        ? buildProcessWorkers(config, logger)
-        : buildInProcessWorkers(config));
-  const pool = new WorkerPool(workers);
-  const manager = new SessionManager({
-    segmentCap: config.streaming.generation_segment_cap,
-    sessionTimeoutSeconds: config.streaming.session_timeout_seconds,
-    maxSessions: config.streaming.max_sessions,
-  });
-  const admission = new Admission(pool, config.streaming.max_queue);
-  const drivers = new Map<string, SessionDriver>();
+  // The gauges read the parts below at scrape time, after they exist.
   const metrics = new ServerMetrics({
     sessionsByState: () => {
       const counts: Record<string, number> = {};
@@ -173,6 +160,21 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     queueDepth: () => admission.queueDepth,
     workers: () => ({ total: pool.total, available: pool.available }),
   });
+  const workers =
+    overrides.workers ??
+    (overrides.generators
+      ? overrides.generators.map((generator, id) => new InProcessWorker(id, generator))
+      : config.generator.kind === 'worker'
+        ? buildProcessWorkers(config, logger, (id) => metrics.workerRestarted(id))
+        : buildInProcessWorkers(config));
+  const pool = new WorkerPool(workers);
+  const manager = new SessionManager({
+    segmentCap: config.streaming.generation_segment_cap,
+    sessionTimeoutSeconds: config.streaming.session_timeout_seconds,
+    maxSessions: config.streaming.max_sessions,
+  });
+  const admission = new Admission(pool, config.streaming.max_queue, config.streaming.queue_depth_update_ms);
+  const drivers = new Map<string, SessionDriver>();
 
   const context: ServerContext = {
     config,
@@ -188,6 +190,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       highWaterBytes: config.limits.send_high_water_bytes,
       lowWaterBytes: config.limits.send_low_water_bytes,
       stallTimeoutMs: config.limits.client_stall_timeout_seconds * 1000,
+      onBacklogChange: (bytes, frames) => metrics.sendBacklogChanged(bytes, frames),
     },
     access: new AccessControl(config, (process.env.LIVEGEN_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)),
     tempDir: overrides.tempDir ?? tmpdir(),

@@ -80,6 +80,11 @@ const StreamingSection = z
     max_sessions: positiveInt.default(256),
     /** Sessions waiting for a worker at most; past it a session is rejected. */
     max_queue: nonNegativeInt.default(128),
+    /**
+     * Longest delay before a waiter hears that only the queue depth changed (someone
+     * joined behind it); position changes are sent at once. 0 = at once too.
+     */
+    queue_depth_update_ms: nonNegativeInt.default(1000),
     /** Longest wait for a worker before `gpu_unavailable`. */
     queue_timeout_seconds: z.number().positive().default(120),
     /** Segment requests a session may have waiting while one runs or while paused. */
@@ -139,7 +144,7 @@ const GeneratorSection = z
 
 const MediaSection = z
   .strictObject({
-    fragment_duration_ms: positiveInt.min(20).max(10_000).default(200),
+    fragment_duration_ms: positiveInt.min(20).max(10_000).default(100),
     x264_preset: z
       .enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'])
       .default('ultrafast'),

@@ -8,6 +8,8 @@ export interface ConnectionOptions {
   lowWaterBytes: number;
   /** How long the backlog may stay above the high watermark before `onStall` runs. */
   stallTimeoutMs: number;
+  /** Told every change of the backlog (bytes, frames), so the server can sum all connections' into a gauge. */
+  onBacklogChange?: (deltaBytes: number, deltaFrames: number) => void;
 }
 
 /**
@@ -91,8 +93,10 @@ export class ClientConnection {
   private write(data: string | Buffer, binary: boolean): void {
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.backlogBytes += size;
+    this.options.onBacklogChange?.(size, 1);
     this.ws.send(data, { binary }, () => {
       this.backlogBytes -= size;
+      this.options.onBacklogChange?.(-size, -1);
       if (this.backlogBytes <= this.options.lowWaterBytes) {
         clearTimeout(this.stallTimer);
         this.stallTimer = undefined;

@@ -15,6 +15,8 @@ export interface SegmentOutcome {
   /** All binary bytes of the segment, init included. */
   bytes: number;
   frames: number;
+  /** From the first generated frame to the first fragment handed to the socket. */
+  firstFragmentMs: number | undefined;
 }
 
 /** Where a segment's output goes; the driver turns these into protocol frames. */
@@ -46,6 +48,8 @@ export async function runSegment(
   let chunks = 0;
   let bytes = 0;
   let frames = 0;
+  let firstFrameAt: number | undefined;
+  let firstFragmentMs: number | undefined;
 
   const onAbort = (): void => void encoder.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
@@ -57,7 +61,10 @@ export async function runSegment(
         started = true;
         sink.onMediaStart(streamId, chunk.mime ?? encoder.mime ?? DEFAULT_MEDIA_MIME);
       }
-      if (chunk.kind === 'fragment') chunks += 1;
+      if (chunk.kind === 'fragment') {
+        chunks += 1;
+        if (firstFragmentMs === undefined && firstFrameAt !== undefined) firstFragmentMs = performance.now() - firstFrameAt;
+      }
       bytes += chunk.data.length;
       await sink.sendBinary(chunk.data);
     }
@@ -75,6 +82,7 @@ export async function runSegment(
           break;
         case 'video':
           frames += 1;
+          firstFrameAt ??= performance.now();
           await encoder.writeVideo(event.frame);
           sink.onProgress();
           break;
@@ -105,5 +113,6 @@ export async function runSegment(
     chunks,
     bytes,
     frames,
+    firstFragmentMs,
   };
 }

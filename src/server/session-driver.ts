@@ -391,6 +391,7 @@ export class SessionDriver {
         generationMs: outcome.generationTimeMs,
         e2eMs,
         firstMediaMs: firstMediaAt === undefined ? undefined : firstMediaAt - segmentStarted,
+        firstFragmentMs: outcome.firstFragmentMs,
         bytes: outcome.bytes,
         frames: outcome.frames,
       });
@@ -460,6 +461,7 @@ export class SessionDriver {
       return;
     }
     if (!parsed.ok) {
+      this.ctx.metrics.error(ErrorCode.INVALID_MESSAGE);
       this.connection.send(errorMessage(ErrorCode.INVALID_MESSAGE, parsed.error.message, true));
       this.log('invalid_message', { message: parsed.error.message });
       return;
@@ -664,7 +666,8 @@ export class SessionDriver {
         if (s.isActive()) this.moveTo(SessionState.COMPLETE);
         break;
     }
-    if (ending.kind !== 'left' && ending.kind !== 'shutdown') this.ctx.metrics.error('code' in ending ? ending.code : ending.kind);
+    const wireCode = WIRE_CODE_OF_ENDING[ending.kind] ?? ('code' in ending ? ending.code : undefined);
+    if (wireCode) this.ctx.metrics.error(wireCode);
     this.log('end', { reason: ending.kind, state: s.state });
     this.segmentAbort?.abort(new SessionEnded(ending.kind));
     this.lifetime.abort(new SessionEnded(ending.kind));
@@ -727,6 +730,14 @@ export class SessionDriver {
     this.eventLog?.write(event, payload);
   }
 }
+
+/** What each ending sends on the wire, as counted by `livegen_errors_total{code}` (normal ends count nothing). */
+const WIRE_CODE_OF_ENDING: Partial<Record<Ending['kind'], string>> = {
+  timeout: 'session_timeout',
+  queue_timeout: ErrorCode.GPU_UNAVAILABLE,
+  too_large: ErrorCode.INVALID_MESSAGE,
+  slow_client: 'slow_client',
+};
 
 const KNOWN_INIT_FIELDS = new Set([
   'type',

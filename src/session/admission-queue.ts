@@ -2,9 +2,11 @@
  * FIFO of sessions waiting for a worker, with live positions. It only orders and
  * reports; who gets a freed worker is decided by the caller taking `shift()`.
  *
- * Position updates are coalesced per event-loop turn: a burst of joins or leaves
- * produces one notification per waiter, not one per change, so thousands of queued
- * sessions do not cost a quadratic number of frames.
+ * A waiter hears of a new position at the end of the event-loop turn that changed it
+ * (a burst of joins or leaves costs one notification per waiter, not one per change).
+ * A change of the queue depth alone (someone joined behind it) is reported too, but
+ * coalesced over `depthUpdateIntervalMs`: telling every waiter of every arrival at once
+ * would cost a quadratic number of frames when thousands queue up.
  */
 export interface QueuePosition<T> {
   item: T;
@@ -22,12 +24,15 @@ export interface AdmissionQueueOptions<T> {
   maxSize: number;
   /** Called with each waiter whose position or the depth changed since it was last told. */
   onPositions?: (changes: QueuePosition<T>[]) => void;
+  /** Longest delay before a depth-only change is reported (default 1000 ms; 0 = at once). */
+  depthUpdateIntervalMs?: number;
 }
 
 export class AdmissionQueue<T> {
   private readonly items: T[] = [];
   private readonly told = new Map<T, { position: number; depth: number }>();
   private flushScheduled = false;
+  private depthTimer: NodeJS.Timeout | undefined;
   readonly maxSize: number;
 
   constructor(private readonly options: AdmissionQueueOptions<T>) {
@@ -79,17 +84,33 @@ export class AdmissionQueue<T> {
     return this.items[0];
   }
 
-  /** Sends any pending position updates now instead of at the end of this turn. */
+  /** Sends every pending update now: new positions and depth-only changes alike. */
   flush(): void {
+    this.report(true);
+  }
+
+  private report(includeDepthOnly: boolean): void {
     this.flushScheduled = false;
     const depth = this.items.length;
     const changes: QueuePosition<T>[] = [];
+    let depthPending = false;
     this.items.forEach((item, position) => {
       const last = this.told.get(item);
       if (last && last.position === position && last.depth === depth) return;
+      if (last && last.position === position && !includeDepthOnly) {
+        depthPending = true;
+        return;
+      }
       this.told.set(item, { position, depth });
       changes.push({ item, position, depth });
     });
+    if (includeDepthOnly) {
+      clearTimeout(this.depthTimer);
+      this.depthTimer = undefined;
+    } else if (depthPending && !this.depthTimer) {
+      this.depthTimer = setTimeout(() => this.report(true), this.options.depthUpdateIntervalMs ?? 1000);
+      this.depthTimer.unref();
+    }
     if (changes.length > 0) this.options.onPositions?.(changes);
   }
 
@@ -97,7 +118,7 @@ export class AdmissionQueue<T> {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     queueMicrotask(() => {
-      if (this.flushScheduled) this.flush();
+      if (this.flushScheduled) this.report((this.options.depthUpdateIntervalMs ?? 1000) === 0);
     });
   }
 }

@@ -29,6 +29,7 @@ const DOCUMENTED_DEFAULTS = {
     stream_mode: 'av_fmp4',
     max_sessions: 256,
     max_queue: 128,
+    queue_depth_update_ms: 1000,
     queue_timeout_seconds: 120,
     max_pending_requests: 8,
     reaper_interval_ms: 1000,
@@ -50,7 +51,7 @@ const DOCUMENTED_DEFAULTS = {
       shutdown_grace_ms: 5000,
     },
   },
-  media: { fragment_duration_ms: 200, x264_preset: 'ultrafast', crf: 23, max_bitrate_kbps: 4000, ffmpeg_path: 'ffmpeg' },
+  media: { fragment_duration_ms: 100, x264_preset: 'ultrafast', crf: 23, max_bitrate_kbps: 4000, ffmpeg_path: 'ffmpeg' },
   logging: { level: 'info' },
   limits: {
     max_control_frame_bytes: 1024 * 1024,

@@ -1,10 +1,10 @@
-import { describe, it, expect } from 'vitest';
+import { afterEach, describe, it, expect, vi } from 'vitest';
 import { AdmissionQueue, QueueFull, type QueuePosition } from '../../src/session/admission-queue.js';
 
 /** A queue whose position notifications are recorded batch by batch. */
-function recordingQueue(maxSize = 100) {
+function recordingQueue(maxSize = 100, depthUpdateIntervalMs = 0) {
   const batches: QueuePosition<string>[][] = [];
-  const queue = new AdmissionQueue<string>({ maxSize, onPositions: (changes) => batches.push(changes) });
+  const queue = new AdmissionQueue<string>({ maxSize, depthUpdateIntervalMs, onPositions: (changes) => batches.push(changes) });
   /** Simple view of one batch: item → [position, depth]. */
   const view = (batch: QueuePosition<string>[] | undefined) =>
     Object.fromEntries((batch ?? []).map((c) => [c.item, [c.position, c.depth]]));
@@ -12,6 +12,10 @@ function recordingQueue(maxSize = 100) {
 }
 
 const tick = () => Promise.resolve();
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe('AdmissionQueue ordering', () => {
   it('enqueue returns positions 0..n-1 in arrival order', () => {
@@ -157,6 +161,35 @@ describe('AdmissionQueue position notifications', () => {
     await tick();
     expect(batches).toHaveLength(2);
     expect(view(batches[1])).toEqual({ a: [0, 2], b: [1, 2] });
+  });
+
+  it('reports a depth-only change after the coalescing interval, a new position at once', async () => {
+    vi.useFakeTimers();
+    const { queue, batches, view } = recordingQueue(100, 1000);
+    queue.enqueue('a');
+    queue.flush();
+    queue.enqueue('b');
+    await tick();
+    // b is new: told at once; a only saw the depth change.
+    expect(view(batches[1])).toEqual({ b: [1, 2] });
+    queue.enqueue('c');
+    await tick();
+    expect(view(batches[2])).toEqual({ c: [2, 3] });
+    vi.advanceTimersByTime(1000);
+    // One coalesced update for every waiter whose last news is stale.
+    expect(view(batches[3])).toEqual({ a: [0, 3], b: [1, 3] });
+    vi.advanceTimersByTime(5000);
+    expect(batches).toHaveLength(4);
+  });
+
+  it('does not wait for the interval when a position changes', async () => {
+    vi.useFakeTimers();
+    const { queue, batches, view } = recordingQueue(100, 1000);
+    for (const x of ['a', 'b', 'c']) queue.enqueue(x);
+    queue.flush();
+    queue.remove('a');
+    await tick();
+    expect(view(batches[1])).toEqual({ b: [0, 2], c: [1, 2] });
   });
 
   it('after a remove, tells the waiters ahead the new depth and those behind their new position', async () => {
