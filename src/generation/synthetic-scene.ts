@@ -108,10 +108,13 @@ export class SyntheticScene {
     }
   }
 
-  /** A fresh buffer the caller owns: nothing here touches it after it is returned. */
-  render(globalFrameIndex: number): Buffer {
+  /**
+   * Renders into `target` (a buffer of the frame's size the caller owns), or into a fresh
+   * buffer. Nothing here touches the frame after it is returned.
+   */
+  render(globalFrameIndex: number, target?: Buffer): Buffer {
     const { width, height } = this.spec;
-    const frame = Buffer.allocUnsafe(this.background.length);
+    const frame = target && target.length === this.background.length ? target : Buffer.allocUnsafe(this.background.length);
     this.background.copy(frame);
     const x = (this.barOrigin + ((globalFrameIndex * this.barStep) % width)) % width;
     const firstPart = Math.min(this.barWidth, width - x);

@@ -3,6 +3,7 @@
  * denoise steps, whose continuation state makes the next segment carry on seamlessly.
  * Frame indices are drawn into every frame, so continuation is visible in the pixels.
  */
+import { FrameBufferPool } from './frame-pool.js';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
@@ -43,6 +44,7 @@ export class SyntheticGenerator implements Generator {
   readonly audio: AudioFormat | null;
   readonly pace: 'fast' | 'realtime';
   readonly stepMs: number;
+  private readonly frames = new FrameBufferPool();
 
   constructor(options: SyntheticGeneratorOptions = {}) {
     this.pace = options.pace ?? 'fast';
@@ -107,14 +109,15 @@ export class SyntheticGenerator implements Generator {
     for (let i = 0; i < numFrames; i++) {
       signal.throwIfAborted();
       const index = firstFrame + i;
-      const frame = scene.render(index);
+      const { buffer, release } = this.frames.take(request.width * request.height * 3);
+      const frame = scene.render(index, buffer);
       if (i > 0) {
         if (this.pace === 'realtime') await waitUntil(firstFrameAt + (i * 1000) / fps, signal);
         else if (i % FAST_FRAMES_PER_TURN === 0) await yieldToEventLoop();
       }
       signal.throwIfAborted();
       if (i === 0) firstFrameAt = performance.now();
-      yield { type: 'video', frame };
+      yield { type: 'video', frame, release };
 
       if (clock && tone) {
         const count = samplesBeforeFrame(clock, index + 1) - samplesBeforeFrame(clock, index);

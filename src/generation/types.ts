@@ -35,8 +35,12 @@ export interface SegmentRequest {
 export type GenerationEvent =
   /** One denoising step finished. `step` counts from 1 to `totalSteps`. */
   | { type: 'step'; step: number; totalSteps: number; stepMs: number; elapsedMs: number }
-  /** One RGB24 frame, `width * height * 3` bytes, row-major, no padding. */
-  | { type: 'video'; frame: Buffer }
+  /**
+   * One RGB24 frame, `width * height * 3` bytes, row-major, no padding. A generator that
+   * recycles frame buffers sets `release`; the consumer calls it once it no longer holds
+   * the bytes (a consumer that never calls it only costs the generator an allocation).
+   */
+  | { type: 'video'; frame: Buffer; release?: () => void }
   /** Audio belonging with the frames yielded so far, f32le interleaved in `Generator.audio` format. */
   | { type: 'audio'; samples: Buffer }
   /** Last event: the state that lets the next segment continue this one. */

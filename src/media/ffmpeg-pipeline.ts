@@ -123,11 +123,11 @@ export class FfmpegPipeline {
     return this.queue;
   }
 
-  writeVideo(frame: Buffer): Promise<void> {
+  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void> {
     const refused = this.refuse('video', frame, this.options.video);
     if (refused) return refused;
     this.frames++;
-    return this.inputs.write('video', frame);
+    return this.inputs.write('video', frame, onReleased);
   }
 
   writeAudio(samples: Buffer): Promise<void> {

@@ -133,8 +133,8 @@ export class FragmentedMp4Encoder implements SegmentEncoder {
     this.ptsBaseMs = ms;
   }
 
-  writeVideo(frame: Buffer): Promise<void> {
-    return this.pipeline.writeVideo(frame);
+  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void> {
+    return this.pipeline.writeVideo(frame, onReleased);
   }
 
   writeAudio(samples: Buffer): Promise<void> {

@@ -64,17 +64,25 @@ export class InterleavedInputs {
   }
 
   /** Write to a pipe; resolves when the pipe's watermark allows the next write. */
-  write(name: string, data: Buffer): Promise<void> {
+  /**
+   * `onReleased` runs once the bytes left Node (written to the pipe, or dropped because
+   * the pipe failed): from then on the caller may reuse `data`.
+   */
+  write(name: string, data: Buffer, onReleased?: () => void): Promise<void> {
     const pipe = this.pipes.get(name);
     if (!pipe) return Promise.reject(new Error(`no input pipe '${name}'`));
     if (this.failure) return Promise.reject(this.failure.error);
     if (pipe.closed) return Promise.reject(new Error(`input pipe '${name}' is closed`));
-    if (data.length === 0) return Promise.resolve();
+    if (data.length === 0) {
+      onReleased?.();
+      return Promise.resolve();
+    }
     pipe.pendingBytes += data.length;
     pipe.writtenBytes += data.length;
     pipe.spec.stream.write(data, () => {
       // Called once the bytes reached the kernel (or failed; the error event reports that).
       pipe.pendingBytes -= data.length;
+      onReleased?.();
       this.release();
     });
     return new Promise<void>((resolve, reject) => {

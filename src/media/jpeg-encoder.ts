@@ -73,8 +73,8 @@ export class JpegFrameEncoder implements SegmentEncoder {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`pts base must be a non-negative number of ms, got ${ms}`);
   }
 
-  writeVideo(frame: Buffer): Promise<void> {
-    return this.pipeline.writeVideo(frame);
+  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void> {
+    return this.pipeline.writeVideo(frame, onReleased);
   }
 
   writeAudio(samples: Buffer): Promise<void> {

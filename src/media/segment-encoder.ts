@@ -21,8 +21,11 @@ export interface SegmentEncoder {
   chunks(): AsyncIterableIterator<MediaChunk>;
   /** Start this segment's media time at `ms` (before the first fragment is delivered). */
   setPtsBase(ms: number): void;
-  /** One RGB24 frame, `width * height * 3` bytes. Resolves when more may be written. */
-  writeVideo(frame: Buffer): Promise<void>;
+  /**
+   * One RGB24 frame, `width * height * 3` bytes. Resolves when more may be written.
+   * `onReleased` runs once the encoder no longer holds the frame, so its owner may reuse it.
+   */
+  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void>;
   /** Interleaved f32le samples in the configured format. */
   writeAudio(samples: Buffer): Promise<void>;
   /** No more input: resolves once ffmpeg exited and every chunk is queued. */

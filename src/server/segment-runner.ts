@@ -83,7 +83,7 @@ export async function runSegment(
         case 'video':
           frames += 1;
           firstFrameAt ??= performance.now();
-          await encoder.writeVideo(event.frame);
+          await encoder.writeVideo(event.frame, event.release);
           sink.onProgress();
           break;
         case 'audio':

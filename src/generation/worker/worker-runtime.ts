@@ -23,9 +23,9 @@ export async function runWorker(options: WorkerRuntimeOptions): Promise<void> {
   const output = options.output ?? process.stdout;
   let current: { id: string; abort: AbortController; done: Promise<void> } | undefined;
 
-  const write = (data: Buffer | string): Promise<void> =>
+  const write = (data: Buffer | string, onFlushed?: () => void): Promise<void> =>
     new Promise((resolve) => {
-      if (output.write(data)) resolve();
+      if (output.write(data, onFlushed && (() => onFlushed()))) resolve();
       else output.once('drain', () => resolve());
     });
   const message = (value: Record<string, unknown>): Promise<void> => write(`${JSON.stringify(value)}\n`);
@@ -45,9 +45,13 @@ export async function runWorker(options: WorkerRuntimeOptions): Promise<void> {
         case 'step':
           await message({ type: 'progress', job_id: jobId, step: event.step, total_steps: event.totalSteps, step_ms: event.stepMs, elapsed_ms: event.elapsedMs });
           break;
-        case 'video':
-          for (const part of encodeRecord(RecordKind.VIDEO, event.frame)) await write(part);
+        case 'video': {
+          const [header, payload] = encodeRecord(RecordKind.VIDEO, event.frame) as [Buffer, Buffer];
+          await write(header);
+          // The frame goes back to the generator once the pipe has taken it.
+          await write(payload, event.release);
           break;
+        }
         case 'audio':
           for (const part of encodeRecord(RecordKind.AUDIO, event.samples)) await write(part);
           break;
