@@ -111,6 +111,8 @@ export class SessionDriver {
    */
   static open(ctx: ServerContext, ws: WebSocket, keyId: string | undefined = undefined): SessionDriver | undefined {
     const refuse = (message: string, close: number, reason: string): undefined => {
+      // A reset while the refusal goes out must not become an unhandled 'error' event.
+      ws.on('error', () => undefined);
       const connection = new ClientConnection(ws, ctx.connectionOptions);
       connection.send(errorMessage(ErrorCode.SESSION_REJECTED, message, true));
       connection.close(close, reason);
