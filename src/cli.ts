@@ -76,6 +76,9 @@ async function serve(flags: ServeFlags): Promise<void> {
       },
     );
   };
+  // Last resort: a bug that escapes as an unhandled rejection is logged, not fatal to
+  // every other session on the server.
+  process.on('unhandledRejection', (reason) => server.context.logger.error({ err: reason }, 'unhandled rejection'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -28,9 +28,28 @@ export function base64DecodedLength(data: string): number {
 
 const optionalString = z.string().nullish();
 
+/** Deepest nesting accepted in an opaque payload; real continuation states are shallow. */
+export const MAX_PAYLOAD_DEPTH = 64;
+
+/** Nesting depth of a JSON value, measured without recursion (a hostile value may be 10^5 deep). */
+export function jsonDepth(value: unknown, stopAt = Infinity): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (node === null || typeof node !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > stopAt) return deepest;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 export const ContinuationStateSchema = z.object({
   kind: z.string().min(1),
-  payload: z.record(z.string(), z.unknown()),
+  payload: z
+    .record(z.string(), z.unknown())
+    .refine((p) => jsonDepth(p, MAX_PAYLOAD_DEPTH) <= MAX_PAYLOAD_DEPTH, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels`),
 });
 
 export const InitialImageSchema = z.object({

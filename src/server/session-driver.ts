@@ -88,6 +88,8 @@ export class SessionDriver {
   /** Settles when the running segment (if any) has finished, for a graceful shutdown. */
   private currentSegment: Promise<void> | undefined;
   private stopping = false;
+  /** Settles once the init's image and continuation state are stored (or the session ended). */
+  private initApplied: Promise<void> = Promise.resolve();
   private readonly finished: Promise<void>;
 
   private constructor(
@@ -99,7 +101,15 @@ export class SessionDriver {
     this.session = session;
     this.connection = new ClientConnection(ws, ctx.connectionOptions);
     this.connection.onStall = () => this.end({ kind: 'slow_client' });
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary));
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      // A bug in handling one frame ends this session, never the process.
+      try {
+        this.onFrame(data, isBinary);
+      } catch (err) {
+        ctx.logger.error({ session: session.id, err }, 'frame handling failed');
+        this.end({ kind: 'failed', code: ErrorCode.INTERNAL_ERROR, message: 'internal error', retryable: true });
+      }
+    });
     ws.on('close', () => this.end({ kind: 'left' }));
     ws.on('error', (err) => ctx.logger.warn({ session: session.id, err }, 'socket error'));
     this.finished = this.run();
@@ -155,7 +165,8 @@ export class SessionDriver {
     this.ctx.metrics.sessionOpened();
     try {
       const init = await this.receiveInit();
-      await this.applyInit(init);
+      this.initApplied = this.applyInit(init);
+      await this.initApplied;
       const slot = await this.admit();
       this.announceActive(slot);
       await this.serveSegments();
@@ -248,7 +259,6 @@ export class SessionDriver {
       }),
     );
     this.log('active', { gpu_id: slot.id });
-    this.prepareEncoder();
   }
 
   /** 5. Run segments one at a time until the session ends. */
@@ -362,7 +372,6 @@ export class SessionDriver {
         },
         abort.signal,
       );
-      this.prepareEncoder();
       if (outcome.chunks === 0 && outcome.bytes === 0) throw new Error('segment produced no media');
       this.connection.send(
         buildServerMessage('media_segment_complete', {
@@ -381,6 +390,8 @@ export class SessionDriver {
       this.ptsBaseMs += outcome.durationMs;
       s.segmentIdx += 1;
       s.transition(SessionState.ACTIVE);
+      // The next segment's ffmpeg starts now, while the client decides; not past the cap.
+      if (!s.segmentCapReached(this.ctx.manager.segmentCap)) this.prepareEncoder();
       const e2eMs = performance.now() - job.receivedAt;
       this.connection.send(
         buildServerMessage('ltx2_segment_complete', {
@@ -418,7 +429,10 @@ export class SessionDriver {
     }
   }
 
-  /** Starts the next segment's encoder now: ffmpeg takes tens of ms to start. */
+  /**
+   * Starts the next segment's encoder now: ffmpeg takes tens of ms to start. The first
+   * segment's starts when the segment does, in parallel with the denoising steps.
+   */
   private prepareEncoder(): void {
     if (this.nextEncoder || this.lifetime.signal.aborted) return;
     this.nextEncoder = this.ctx.createEncoder(this.session.streamMode, this.slot?.generator.audio ?? null);
@@ -484,7 +498,12 @@ export class SessionDriver {
     s.streamMode = init.stream_mode;
     s.metadata = { ...extraInitFields(init) };
     if (this.ctx.config.logging.session_log_dir) {
-      this.eventLog = new SessionEventLog(this.ctx.config.logging.session_log_dir, s.id, s.clientId);
+      try {
+        this.eventLog = new SessionEventLog(this.ctx.config.logging.session_log_dir, s.id, s.clientId);
+      } catch (err) {
+        // The event log is best effort: a full or read-only disk must not cost the session.
+        this.ctx.logger.warn({ session: s.id, err }, 'cannot open the session event log');
+      }
     }
     this.log('init', {
       client_id: s.clientId,
@@ -545,7 +564,10 @@ export class SessionDriver {
         s.generationPaused = message.paused;
         break;
       case 'snapshot_state':
-        void this.answerSnapshot();
+        this.answerSnapshot().catch((err: unknown) => {
+          this.ctx.logger.error({ session: s.id, err }, 'snapshot failed');
+          this.connection.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'snapshot failed', true));
+        });
         return;
     }
     this.log(message.type, { ...message, type: undefined });
@@ -577,6 +599,8 @@ export class SessionDriver {
   }
 
   private async answerSnapshot(): Promise<void> {
+    // A snapshot right behind the init must see the state that init carried.
+    await this.initApplied.catch(() => undefined);
     const state = await this.ctx.store.get(this.session.id);
     if (state) this.connection.send(snapshotMessage(state));
     else this.connection.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'no continuation state yet: generate a segment first'));
