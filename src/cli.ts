@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { parse as parseYaml } from 'yaml';
-import { ConfigError, createLivegenServer, mergeConfigInput, parseConfig } from './server/index.js';
+import { ConfigError, createLivegenServer, mergeConfigInput, parseConfig, readConfigInput } from './server/index.js';
 
 function integer(name: string) {
   return (value: string): number => {
@@ -18,25 +16,6 @@ function envInteger(name: string, value: string | undefined): number | undefined
   return n;
 }
 
-function readConfigInput(path: string | undefined): unknown {
-  if (!path) return {};
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
-  }
-  let value: unknown;
-  try {
-    value = parseYaml(text) ?? {};
-  } catch (err) {
-    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
-  }
-  if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
-  }
-  return value;
-}
 
 interface ServeFlags {
   config?: string;
@@ -50,7 +29,7 @@ interface ServeFlags {
 async function serve(flags: ServeFlags): Promise<void> {
   const env = process.env;
   const configPath = flags.config ?? env.LIVEGEN_CONFIG;
-  const input = mergeConfigInput(readConfigInput(configPath), {
+  const input = mergeConfigInput(configPath ? readConfigInput(configPath) : {}, {
     server: {
       host: flags.host ?? env.LIVEGEN_HOST,
       port: flags.port ?? envInteger('LIVEGEN_PORT', env.LIVEGEN_PORT),

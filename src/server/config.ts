@@ -218,6 +218,11 @@ export function parseConfig(input: unknown, source = 'config'): ServeConfig {
 
 /** Reads and validates a YAML config file. */
 export function loadConfigFile(path: string): ServeConfig {
+  return parseConfig(readConfigInput(path), `config file ${path}`);
+}
+
+/** Reads a YAML config file as unvalidated input (a mapping), for merging flags over it. */
+export function readConfigInput(path: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -230,10 +235,9 @@ export function loadConfigFile(path: string): ServeConfig {
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
   }
-  if (value !== null && value !== undefined && (typeof value !== 'object' || Array.isArray(value))) {
-    throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
-  }
-  return parseConfig(value, `config file ${path}`);
+  if (value === null || value === undefined) return {};
+  if (!isMapping(value)) throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
+  return value;
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {

@@ -7,6 +7,7 @@ import {
   CloseCode,
   ErrorCode,
   MAX_INITIAL_IMAGE_BYTES,
+  SessionInitV2Schema,
   StreamCompleteReason,
   buildServerMessage,
   errorMessage,
@@ -765,20 +766,7 @@ const WIRE_CODE_OF_ENDING: Partial<Record<Ending['kind'], string>> = {
   slow_client: 'slow_client',
 };
 
-const KNOWN_INIT_FIELDS = new Set([
-  'type',
-  'client_id',
-  'preset',
-  'preset_label',
-  'curated_prompts',
-  'initial_image',
-  'enhancement_enabled',
-  'auto_extension_enabled',
-  'loop_generation_enabled',
-  'single_clip_mode',
-  'stream_mode',
-  'continuation_state',
-]);
+const KNOWN_INIT_FIELDS = new Set(Object.keys(SessionInitV2Schema.shape));
 
 /** Unknown init fields are kept (PROTOCOL.md) as the session's metadata. */
 function extraInitFields(init: SessionInitV2): Record<string, unknown> {
