@@ -51,6 +51,8 @@ export interface Generator {
   readonly modelId: string;
   /** Audio the generator yields, or null for silent video. Known before any request so encoders can start early. */
   readonly audio: AudioFormat | null;
+  /** The only `ContinuationState.kind` it accepts, when it declares one (checked at session init). */
+  readonly continuationKind?: string;
   /**
    * Generate one segment. Must stop promptly (and end the iterator, or throw an AbortError)
    * once `signal` aborts. Throwing any other error is a generation failure.

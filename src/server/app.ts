@@ -196,8 +196,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     tempDir: overrides.tempDir ?? tmpdir(),
     // Read when an init arrives: a worker process declares its kind once it is ready.
     get continuationKind() {
-      const generator = workers[0]?.generator as (Generator & { continuationKind?: string }) | undefined;
-      return generator?.continuationKind;
+      return workers.map((w) => w.generator.continuationKind).find((kind) => kind !== undefined);
     },
     createEncoder: (mode, audio) => {
       const { sampling } = config.default_request;

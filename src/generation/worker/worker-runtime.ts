@@ -34,7 +34,7 @@ export async function runWorker(options: WorkerRuntimeOptions): Promise<void> {
   if (options.loadDelayMs) await new Promise((resolve) => setTimeout(resolve, options.loadDelayMs));
   const capabilities = {
     audio: generator.audio ? { sample_rate: generator.audio.sampleRate, channels: generator.audio.channels } : null,
-    continuation_kind: (generator as { continuationKind?: string }).continuationKind ?? null,
+    continuation_kind: generator.continuationKind ?? null,
   };
   await message({ type: 'ready', model_id: generator.modelId, capabilities });
 
