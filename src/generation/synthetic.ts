@@ -3,12 +3,12 @@
  * denoise steps, whose continuation state makes the next segment carry on seamlessly.
  * Frame indices are drawn into every frame, so continuation is visible in the pixels.
  */
-import { FrameBufferPool } from './frame-pool.js';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
+import { FrameBufferPool } from './frame-pool.js';
 import type { AudioFormat, ContinuationState, GenerationEvent, Generator, SegmentRequest } from './types.js';
-import { InvalidSegmentRequestError, describeValue } from './errors.js';
+import { ContinuationStateError, InvalidSegmentRequestError, describeValue } from './errors.js';
 import { abortableDelay, waitUntil, yieldToEventLoop } from './pacing.js';
 import { SineTone, audioClockFor, samplesBeforeFrame } from './synthetic-audio.js';
 import {
@@ -69,6 +69,16 @@ export class SyntheticGenerator implements Generator {
     }
     this.audio = audio === null ? null : { sampleRate: audio.sampleRate, channels: audio.channels };
     this.modelId = options.modelId ?? SYNTHETIC_DEFAULT_MODEL_ID;
+  }
+
+  checkContinuation(state: ContinuationState): string | undefined {
+    try {
+      decodeSyntheticContinuation(state);
+      return undefined;
+    } catch (err) {
+      if (err instanceof ContinuationStateError) return err.message.replace(/^continuationState\.?/, '');
+      throw err;
+    }
   }
 
   async *generate(request: SegmentRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {

@@ -54,6 +54,12 @@ export interface Generator {
   /** The only `ContinuationState.kind` it accepts, when it declares one (checked at session init). */
   readonly continuationKind?: string;
   /**
+   * Checks a state a client wants to resume from, before any segment runs: returns why
+   * it cannot be used, as `field.path: reason` relative to the state (`payload.x: …`),
+   * or undefined when it can.
+   */
+  checkContinuation?(state: ContinuationState): string | undefined;
+  /**
    * Generate one segment. Must stop promptly (and end the iterator, or throw an AbortError)
    * once `signal` aborts. Throwing any other error is a generation failure.
    */

@@ -194,9 +194,14 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     },
     access: new AccessControl(config, (process.env.LIVEGEN_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)),
     tempDir: overrides.tempDir ?? tmpdir(),
-    // Read when an init arrives: a worker process declares its kind once it is ready.
-    get continuationKind() {
-      return workers.map((w) => w.generator.continuationKind).find((kind) => kind !== undefined);
+    // Asked when an init arrives: a worker process declares its kind once it is ready.
+    checkContinuation: (state) => {
+      const kind = workers.map((w) => w.generator.continuationKind).find((k) => k !== undefined);
+      if (kind !== undefined && state.kind !== kind) {
+        return `continuation_state.kind: expected ${JSON.stringify(kind)}, got ${JSON.stringify(state.kind)}`;
+      }
+      const problem = workers.find((w) => w.generator.checkContinuation)?.generator.checkContinuation?.(state);
+      return problem === undefined ? undefined : `continuation_state.${problem}`;
     },
     createEncoder: (mode, audio) => {
       const { sampling } = config.default_request;

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AudioFormat } from '../generation/types.js';
+import type { AudioFormat, ContinuationState } from '../generation/types.js';
 import type { SegmentEncoder } from '../media/index.js';
 import type { WorkerPool } from '../pool/index.js';
 import type { SessionStreamMode } from '../session/index.js';
@@ -28,7 +28,7 @@ export interface ServerContext {
   access: AccessControl;
   /** Where per-session temp files (initial images) go. */
   tempDir: string;
-  /** Continuation kind the generator accepts, when it declares one. */
-  continuationKind: string | undefined;
+  /** Why a client's continuation state cannot be resumed by these workers, or undefined. */
+  checkContinuation(state: ContinuationState): string | undefined;
   createEncoder(mode: SessionStreamMode, audio: AudioFormat | null): SegmentEncoder;
 }

@@ -516,7 +516,7 @@ export class SessionDriver {
     });
   }
 
-  /** Checks of the init that the schema cannot make: server preset, continuation kind. */
+  /** Checks of the init that the schema cannot make: server preset, a resumable continuation state. */
   private checkInit(init: SessionInitV2): Ending | undefined {
     const preset = this.ctx.config.streaming.preset;
     if (preset && init.preset && init.preset !== preset) {
@@ -527,15 +527,8 @@ export class SessionDriver {
         close: CloseCode.UNSUPPORTED_DATA,
       };
     }
-    const kind = this.ctx.continuationKind;
-    if (init.continuation_state && kind && init.continuation_state.kind !== kind) {
-      return {
-        kind: 'rejected',
-        code: ErrorCode.INVALID_MESSAGE,
-        message: `continuation_state.kind: expected ${JSON.stringify(kind)}, got ${JSON.stringify(init.continuation_state.kind)}`,
-        close: CloseCode.UNSUPPORTED_DATA,
-      };
-    }
+    const problem = init.continuation_state ? this.ctx.checkContinuation(init.continuation_state) : undefined;
+    if (problem) return { kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message: problem, close: CloseCode.UNSUPPORTED_DATA };
     return undefined;
   }
 

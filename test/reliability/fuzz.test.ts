@@ -280,7 +280,7 @@ const validSyntheticState = encodeSyntheticContinuation({
 const payloadKey = fc.string({ maxLength: 8 }).filter((k) => k !== '__proto__');
 const continuationState = fc.oneof(
   fc.constant<Obj>({ ...validSyntheticState }),
-  // The right kind with a payload the generator cannot read (accepted at init; only a segment would notice).
+  // The right kind with a payload the generator cannot read (refused at init).
   fc.dictionary(payloadKey, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }).map((payload) => ({ kind: SYNTHETIC_CONTINUATION_KIND, payload })),
   // The right kind with a payload nested as deep as is accepted.
   fc.integer({ min: 2, max: MAX_PAYLOAD_DEPTH - 1 }).map((depth) => ({ kind: SYNTHETIC_CONTINUATION_KIND, payload: { nested: new RawJson(deepArrayText(depth)) } })),
@@ -591,6 +591,13 @@ async function fuzzFirstFrame(frame: Frame): Promise<void> {
     else if (parsed.message.type !== 'session_init_v2') rejection = `first frame must be session_init_v2, got ${parsed.message.type}`;
     else if (parsed.message.continuation_state && parsed.message.continuation_state.kind !== SYNTHETIC_CONTINUATION_KIND) {
       rejection = `continuation_state.kind: expected ${JSON.stringify(SYNTHETIC_CONTINUATION_KIND)}, got ${JSON.stringify(parsed.message.continuation_state.kind)}`;
+    } else if (parsed.message.continuation_state) {
+      // The right kind, but a payload the generator cannot resume from: refused at init too.
+      try {
+        decodeSyntheticContinuation(parsed.message.continuation_state);
+      } catch (err) {
+        rejection = `continuation_state.${(err as Error).message.replace(/^continuationState\.?/, '')}`;
+      }
     }
     if (rejection !== undefined) {
       const closed = await withTimeout(client.closed, ANSWER_MS, 'close 1003 after a bad first frame');

@@ -177,3 +177,16 @@ describe('media over the socket', () => {
     client.close();
   });
 });
+
+describe('resuming from a continuation state the generator cannot read', () => {
+  it('is refused at init with invalid_message naming the payload field, not at the first segment', async () => {
+    server = await startServer();
+    const client = await TestClient.init(server.wsUrl, {
+      continuation_state: { kind: 'livegen.synthetic.v1', payload: { nextFrameIndex: 'soon' } },
+    });
+    expect((await client.closed).code).toBe(1003);
+    expect(client.messages).toHaveLength(1);
+    expect(client.messages[0]).toMatchObject({ type: 'error', code: 'invalid_message', retryable: false });
+    expect(client.messages[0]?.message).toMatch(/^continuation_state\.payload\./);
+  });
+});
