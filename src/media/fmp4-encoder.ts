@@ -3,7 +3,7 @@
  * ffmpeg process per media segment, started as soon as the encoder is constructed
  * (ffmpeg takes 60–80 ms to start) so the caller can create it ahead of need.
  */
-import { FfmpegPipeline, type EncodeSummary } from './ffmpeg-pipeline.js';
+import { FfmpegPipeline } from './ffmpeg-pipeline.js';
 import { Fmp4Framer, shiftFragment } from './fmp4-framer.js';
 import {
   audioInput,
@@ -11,6 +11,7 @@ import {
   type SegmentEncoderOptions,
   validateGeometry,
   videoInput,
+  PipelineEncoder,
 } from './segment-encoder.js';
 import type { MediaChunk } from './types.js';
 
@@ -91,14 +92,15 @@ export function fragmentedMp4Args(options: FragmentedMp4EncoderOptions): string[
   return args;
 }
 
-export class FragmentedMp4Encoder implements SegmentEncoder {
+export class FragmentedMp4Encoder extends PipelineEncoder implements SegmentEncoder {
   readonly mode = 'av_fmp4' as const;
-  private readonly pipeline: FfmpegPipeline;
+  protected readonly pipeline: FfmpegPipeline;
   private readonly framer = new Fmp4Framer();
   private ptsBaseMs = 0;
   private fragmentDelivered = false;
 
   constructor(options: FragmentedMp4EncoderOptions) {
+    super();
     const resolved = resolveOptions(options);
     this.pipeline = new FfmpegPipeline({
       ffmpegPath: resolved.ffmpegPath,
@@ -111,16 +113,8 @@ export class FragmentedMp4Encoder implements SegmentEncoder {
     });
   }
 
-  get pid(): number | undefined {
-    return this.pipeline.pid;
-  }
-
   get mime(): string | undefined {
     return this.framer.mime;
-  }
-
-  chunks(): AsyncIterableIterator<MediaChunk> {
-    return this.pipeline.chunks();
   }
 
   /**
@@ -131,22 +125,6 @@ export class FragmentedMp4Encoder implements SegmentEncoder {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`pts base must be a non-negative number of ms, got ${ms}`);
     if (this.fragmentDelivered) throw new Error('setPtsBase() after the first fragment was delivered');
     this.ptsBaseMs = ms;
-  }
-
-  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void> {
-    return this.pipeline.writeVideo(frame, onReleased);
-  }
-
-  writeAudio(samples: Buffer): Promise<void> {
-    return this.pipeline.writeAudio(samples);
-  }
-
-  end(): Promise<EncodeSummary> {
-    return this.pipeline.end();
-  }
-
-  abort(reason?: unknown): Promise<void> {
-    return this.pipeline.abort(reason);
   }
 
   private beforeDeliver(chunk: MediaChunk): void {

@@ -2,9 +2,9 @@
  * `legacy_jpeg` mode: every RGB24 frame becomes one JPEG, sent as one 'fragment'
  * chunk (no init chunk). Audio has no place in this mode and is accepted and dropped.
  */
-import { FfmpegPipeline, type EncodeSummary, type OutputFramer } from './ffmpeg-pipeline.js';
+import { FfmpegPipeline, type OutputFramer } from './ffmpeg-pipeline.js';
 import { JpegSplitter } from './jpeg-splitter.js';
-import { type SegmentEncoder, type SegmentEncoderOptions, validateGeometry, videoInput } from './segment-encoder.js';
+import { PipelineEncoder, type SegmentEncoder, type SegmentEncoderOptions, validateGeometry, videoInput } from './segment-encoder.js';
 import type { MediaChunk } from './types.js';
 
 export interface JpegFrameEncoderOptions extends SegmentEncoderOptions {
@@ -43,12 +43,13 @@ class JpegFramer implements OutputFramer {
   }
 }
 
-export class JpegFrameEncoder implements SegmentEncoder {
+export class JpegFrameEncoder extends PipelineEncoder implements SegmentEncoder {
   readonly mode = 'legacy_jpeg' as const;
   readonly mime = JPEG_MIME;
-  private readonly pipeline: FfmpegPipeline;
+  protected readonly pipeline: FfmpegPipeline;
 
   constructor(options: JpegFrameEncoderOptions) {
+    super();
     this.pipeline = new FfmpegPipeline({
       ffmpegPath: options.ffmpegPath ?? 'ffmpeg',
       args: jpegArgs(options),
@@ -60,32 +61,8 @@ export class JpegFrameEncoder implements SegmentEncoder {
     });
   }
 
-  get pid(): number | undefined {
-    return this.pipeline.pid;
-  }
-
-  chunks(): AsyncIterableIterator<MediaChunk> {
-    return this.pipeline.chunks();
-  }
-
   /** JPEGs carry no timestamps: nothing to shift. */
   setPtsBase(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`pts base must be a non-negative number of ms, got ${ms}`);
-  }
-
-  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void> {
-    return this.pipeline.writeVideo(frame, onReleased);
-  }
-
-  writeAudio(samples: Buffer): Promise<void> {
-    return this.pipeline.writeAudio(samples);
-  }
-
-  end(): Promise<EncodeSummary> {
-    return this.pipeline.end();
-  }
-
-  abort(reason?: unknown): Promise<void> {
-    return this.pipeline.abort(reason);
   }
 }

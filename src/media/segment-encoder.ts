@@ -3,7 +3,7 @@
  * ahead of need, write frames while reading chunks, then end or abort it.
  */
 import type { AudioFormat } from '../generation/types.js';
-import type { EncodeSummary, PipelineInput } from './ffmpeg-pipeline.js';
+import type { EncodeSummary, FfmpegPipeline, PipelineInput } from './ffmpeg-pipeline.js';
 import type { MediaChunk } from './types.js';
 
 export type { EncodeSummary } from './ffmpeg-pipeline.js';
@@ -84,4 +84,33 @@ export function audioInput(audio: AudioFormat): PipelineInput {
     highWaterBytes: Math.max(64 * 1024, Math.ceil(bytesPerSecond / 4)),
     maxLeadBytes: bytesPerSecond * 30,
   };
+}
+
+/** What both encoders do the same way: everything but framing goes to their ffmpeg pipeline. */
+export abstract class PipelineEncoder {
+  protected abstract readonly pipeline: FfmpegPipeline;
+
+  get pid(): number | undefined {
+    return this.pipeline.pid;
+  }
+
+  chunks(): AsyncIterableIterator<MediaChunk> {
+    return this.pipeline.chunks();
+  }
+
+  writeVideo(frame: Buffer, onReleased?: () => void): Promise<void> {
+    return this.pipeline.writeVideo(frame, onReleased);
+  }
+
+  writeAudio(samples: Buffer): Promise<void> {
+    return this.pipeline.writeAudio(samples);
+  }
+
+  end(): Promise<EncodeSummary> {
+    return this.pipeline.end();
+  }
+
+  abort(reason?: unknown): Promise<void> {
+    return this.pipeline.abort(reason);
+  }
 }
