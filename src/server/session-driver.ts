@@ -234,6 +234,8 @@ export class SessionDriver {
         this.end({ kind: 'rejected', code: ErrorCode.SESSION_REJECTED, message: err.message, close: CloseCode.TRY_AGAIN_LATER });
       } else if (err instanceof AdmissionTimeout) {
         this.end({ kind: 'queue_timeout', message: err.message });
+      } else if (!this.lifetime.signal.aborted) {
+        throw err; // a bug, not an ending: run() reports it as internal_error
       }
       throw new SessionEnded();
     }
