@@ -14,6 +14,7 @@ import {
   shiftFragmentTimes,
   writeBaseMediaDecodeTime,
 } from '../../src/media/boxes.js';
+import { feedInPieces } from './feed.js';
 
 function box(type: string, ...parts: Buffer[]): Buffer {
   const body = Buffer.concat(parts);
@@ -69,15 +70,7 @@ function asBox(data: Buffer): Box {
 
 /** Feed `stream` in pieces cut at `cuts` and collect every box (including what `end()` returns). */
 function splitAt(stream: Buffer, cuts: number[]): Box[] {
-  const splitter = new BoxSplitter();
-  const out: Box[] = [];
-  let start = 0;
-  for (const cut of [...cuts, stream.length]) {
-    out.push(...splitter.push(stream.subarray(start, cut)));
-    start = cut;
-  }
-  out.push(...splitter.end());
-  return out;
+  return feedInPieces(new BoxSplitter(), stream, cuts);
 }
 
 const moov = box('moov', fullBox('mvhd', 0, Buffer.alloc(96)), trak(1, 'vide', 12288, 0), trak(2, 'soun', 48000, 1));

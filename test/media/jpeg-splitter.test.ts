@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { JpegFormatError, JpegSplitter } from '../../src/media/jpeg-splitter.js';
+import { feedInPieces } from './feed.js';
 
 function segment(marker: number, body: number[]): number[] {
   const length = body.length + 2;
@@ -19,15 +20,7 @@ function fakeJpeg(seed: number): Buffer {
 }
 
 function split(stream: Buffer, cuts: number[]): Buffer[] {
-  const splitter = new JpegSplitter();
-  const out: Buffer[] = [];
-  let start = 0;
-  for (const cut of [...cuts, stream.length]) {
-    out.push(...splitter.push(stream.subarray(start, cut)));
-    start = cut;
-  }
-  out.push(...splitter.end());
-  return out;
+  return feedInPieces(new JpegSplitter(), stream, cuts);
 }
 
 describe('JpegSplitter', () => {
