@@ -6,7 +6,7 @@
  * as an uncaught exception.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { ChunkQueue } from './chunk-queue.js';
 import { EncoderAbortedError, EncoderError } from './errors.js';
 import { InterleavedInputs, type InputPipeSpec } from './input-pipes.js';
@@ -57,7 +57,7 @@ const STDERR_TAIL_BYTES = 4096;
 
 export class FfmpegPipeline {
   readonly pid: number | undefined;
-  private readonly child: ChildProcess;
+  private readonly child: ChildProcess | undefined;
   private readonly inputs: InterleavedInputs;
   private readonly queue: ChunkQueue<MediaChunk>;
   private readonly options: FfmpegPipelineOptions;
@@ -86,19 +86,45 @@ export class FfmpegPipeline {
 
     // fd 3 exists only when there is audio: ffmpeg reads it as `pipe:3`.
     const stdio: Array<'pipe'> = options.audio ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
-    this.child = spawn(options.ffmpegPath, options.args, { stdio });
-    this.pid = this.child.pid;
+    let child: ChildProcess | undefined;
+    let spawnError: unknown;
+    try {
+      child = spawn(options.ffmpegPath, options.args, { stdio });
+    } catch (error) {
+      spawnError = error; // invalid arguments, or the platform refused synchronously
+    }
+    // A spawn that fails for lack of descriptors (EMFILE, ENFILE) reports 'error' on the
+    // next tick and leaves the stdio streams null: listen first, touch the streams after.
+    child?.on('error', (error: NodeJS.ErrnoException) => this.onChildError(error));
+    const stdin = child?.stdin;
+    const stdout = child?.stdout;
+    const stderr = child?.stderr;
+    const audioPipe = options.audio ? child?.stdio[3] : undefined;
+    if (!child || !stdin || !stdout || !stderr || (options.audio && !audioPipe)) {
+      this.child = child;
+      this.pid = undefined;
+      this.inputs = new InterleavedInputs([], () => undefined);
+      this.removeAbortListener = () => undefined;
+      if (!child) {
+        const code = (spawnError as NodeJS.ErrnoException | undefined)?.code;
+        this.failSpawn(code ?? (spawnError instanceof Error ? spawnError.message : String(spawnError)), spawnError);
+      } else if (child.pid !== undefined) {
+        this.failSpawn('ffmpeg started without its stdio pipes', undefined);
+        this.kill();
+      }
+      // Otherwise the 'error' event follows and onChildError completes the failure.
+      return;
+    }
+    this.child = child;
+    this.pid = child.pid;
 
-    const specs: InputPipeSpec[] = [{ name: 'video', stream: this.child.stdin as Writable, ...options.video }];
-    if (options.audio) specs.push({ name: 'audio', stream: this.child.stdio[3] as Writable, ...options.audio });
+    const specs: InputPipeSpec[] = [{ name: 'video', stream: stdin, ...options.video }];
+    if (audioPipe && options.audio) specs.push({ name: 'audio', stream: audioPipe as Writable, ...options.audio });
     this.inputs = new InterleavedInputs(specs, (name, error) => this.onPipeError(name, error));
 
-    this.child.on('error', (error: NodeJS.ErrnoException) => this.onChildError(error));
-    this.child.on('close', (code: number | null, signal: NodeJS.Signals | null) => this.onClose(code, signal));
-    const stdout = this.child.stdout as Readable;
+    child.on('close', (code: number | null, signal: NodeJS.Signals | null) => this.onClose(code, signal));
     stdout.on('data', (data: Buffer) => this.onOutput(data));
     stdout.on('error', () => undefined); // surfaces through 'close' and the exit status
-    const stderr = this.child.stderr as Readable;
     stderr.setEncoding('utf8');
     stderr.on('data', (text: string) => {
       this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL_BYTES);
@@ -217,7 +243,12 @@ export class FfmpegPipeline {
   private onChildError(error: NodeJS.ErrnoException): void {
     // 'error' without a pid: the spawn itself failed, and no 'close' may follow.
     if (this.pid !== undefined || this.outcome !== 'running') return;
-    this.fail(new EncoderError('spawn_failed', `cannot start ${this.options.ffmpegPath} (${error.code ?? error.message})`, { cause: error }));
+    this.failSpawn(error.code ?? error.message, error);
+  }
+
+  private failSpawn(detail: string, cause: unknown): void {
+    if (this.outcome !== 'running') return;
+    this.fail(new EncoderError('spawn_failed', `cannot start ${this.options.ffmpegPath} (${detail})`, { cause }));
     this.settle();
   }
 
@@ -255,6 +286,7 @@ export class FfmpegPipeline {
 
   private kill(): void {
     // Signalling a process that already exited (not yet reaped) is harmless.
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    const child = this.child;
+    if (child && child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }

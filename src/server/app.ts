@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,7 @@ import { buildRoutes, sendJson } from './routes.js';
 import { AccessControl, type AccessRefusal } from './access.js';
 import { MAX_INIT_FRAME_BYTES, SessionDriver } from './session-driver.js';
 import { serveStatic } from './static-files.js';
+import { UpgradeSockets, refuseUpgrade, remoteAddress } from './upgrade.js';
 
 /** Parts a caller (tests, embedding) may supply instead of the config-built defaults. */
 export interface ServerOverrides {
@@ -39,20 +40,9 @@ export const STREAM_PATH = '/v1/stream';
 /** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
 const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
 
-const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
-
-/** Refuses a WebSocket upgrade with a plain HTTP answer and a JSON reason. */
-function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
-  const body = JSON.stringify({ error: STATUS_TEXT[status]?.toLowerCase().replaceAll(' ', '_') ?? 'refused', message: reason });
-  const extra = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Refused'}\r\nConnection: close\r\nContent-Type: application/json\r\n${extra}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}
-
 function refuseHttp(res: ServerResponse, refusal: AccessRefusal): void {
   if (refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
-  sendJson(res, refusal.status, { error: STATUS_TEXT[refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: refusal.reason });
+  sendJson(res, refusal.status, { error: STATUS_CODES[refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: refusal.reason });
 }
 
 export interface LivegenServer {
@@ -250,16 +240,20 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
   // ws closes 1009 itself past maxPayload; frames between the control limit and this are
   // refused by the driver with an error frame first.
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_INIT_FRAME_BYTES, perMessageDeflate: false });
+  const upgrading = new UpgradeSockets();
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgrading.adopt(socket, (err) => logger.debug({ err, ip: remoteAddress(socket) }, 'upgrade socket error'));
     const path = (req.url ?? '/').split('?')[0];
     if (path !== STREAM_PATH) return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}`);
     if (shuttingDown) return refuseUpgrade(socket, 503, 'server is shutting down');
     const decision = context.access.checkUpgrade(req);
     if (!decision.ok) {
-      logger.info({ status: decision.refusal.status, reason: decision.refusal.reason, ip: req.socket.remoteAddress }, 'upgrade refused');
-      return refuseUpgrade(socket, decision.refusal.status, decision.refusal.reason);
+      logger.info({ status: decision.refusal.status, reason: decision.refusal.reason, ip: remoteAddress(socket) }, 'upgrade refused');
+      const headers: Record<string, string> = decision.refusal.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {};
+      return refuseUpgrade(socket, decision.refusal.status, decision.refusal.reason, headers);
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      upgrading.release(socket);
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
       SessionDriver.open(context, ws, decision.keyId);
@@ -317,6 +311,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       clearInterval(heartbeat);
       await Promise.allSettled([...drivers.values()].map((driver) => driver.shutdown(graceMs)));
       for (const client of wss.clients) client.terminate();
+      upgrading.destroyAll();
       wss.close();
       await pool.stop(config.generator.worker.shutdown_grace_ms);
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));

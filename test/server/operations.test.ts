@@ -207,22 +207,9 @@ describe('shutdown', () => {
 
   it('exits 0 on SIGTERM with no ffmpeg or worker process left behind', async () => {
     const mark = `livegen-test-${randomBytes(6).toString('hex')}`;
-    const child = spawn(process.execPath, ['bin/livegen.js', 'serve', '--port', '0', '--log-level', 'info'], {
-      cwd: new URL('../..', import.meta.url).pathname,
-      env: { ...process.env, LIVEGEN_TEST_MARK: mark, LIVEGEN_CONFIG: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnServer(mark);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (c: Buffer) => {
-          out += c.toString();
-          const m = /livegen listening on (http:\/\/[^"\s]+)/.exec(out);
-          if (m?.[1]) resolve(m[1]);
-        });
-        child.once('exit', () => reject(new Error(`server exited early: ${out}`)));
-        setTimeout(() => reject(new Error('no listening line')), 20_000);
-      });
+      const url = await listeningUrl(child);
       const client = await TestClient.init(`${url.replace('http', 'ws')}/v1/stream`);
       await client.waitFor('ltx2_stream_start');
       client.send({ type: 'segment_prompt_source', prompt: 'mid-flight' });
@@ -246,4 +233,55 @@ describe('shutdown', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it('exits 0 on SIGTERM while refused upgrades and half-sent requests keep their sockets open', async () => {
+    const child = spawnServer(`livegen-test-${randomBytes(6).toString('hex')}`);
+    const sockets: Socket[] = [];
+    try {
+      const { hostname, port } = new URL(await listeningUrl(child));
+      const open = async (text: string): Promise<Socket> => {
+        const socket = connect(Number(port), hostname);
+        socket.on('error', () => undefined);
+        await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+        socket.write(text);
+        sockets.push(socket);
+        return socket;
+      };
+      // Refused (404), never closed by the peer; an upgrade and a plain request, never finished.
+      const refused = await open(`GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      await new Promise<void>((resolve) => refused.once('data', () => resolve()));
+      await open('GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n');
+      await open('GET /health HTTP/1.1\r\nHost: x\r\n');
+      const started = performance.now();
+      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+      expect(performance.now() - started).toBeLessThan(10_000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      child.kill('SIGKILL');
+    }
+  });
 });
+
+/** `livegen serve` as a real process; every descendant inherits `mark` in its environment. */
+function spawnServer(mark: string) {
+  return spawn(process.execPath, ['bin/livegen.js', 'serve', '--port', '0', '--log-level', 'info'], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    env: { ...process.env, LIVEGEN_TEST_MARK: mark, LIVEGEN_CONFIG: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+function listeningUrl(child: ReturnType<typeof spawnServer>): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /livegen listening on (http:\/\/[^"\s]+)/.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once('exit', () => reject(new Error(`server exited early: ${out}`)));
+    setTimeout(() => reject(new Error('no listening line')), 20_000);
+  });
+}
