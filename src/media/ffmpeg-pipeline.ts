@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import { ChunkQueue } from './chunk-queue.js';
+import { AsyncQueue } from '../async/index.js';
 import { EncoderAbortedError, EncoderError } from './errors.js';
 import { InterleavedInputs, type InputPipeSpec } from './input-pipes.js';
 import type { MediaChunk } from './types.js';
@@ -59,7 +59,8 @@ export class FfmpegPipeline {
   readonly pid: number | undefined;
   private readonly child: ChildProcess | undefined;
   private readonly inputs: InterleavedInputs;
-  private readonly queue: ChunkQueue<MediaChunk>;
+  /** Unbounded: its input is compressed media, at most one segment's worth, and bounding it would make end() depend on someone reading. */
+  private readonly queue: AsyncQueue<MediaChunk>;
   private readonly options: FfmpegPipelineOptions;
   private stderrTail = '';
   private frames = 0;
@@ -79,7 +80,7 @@ export class FfmpegPipeline {
     this.exited = new Promise((resolve) => {
       this.markExited = resolve;
     });
-    this.queue = new ChunkQueue<MediaChunk>({
+    this.queue = new AsyncQueue<MediaChunk>({
       onReturn: () => void this.abort(new Error('chunk consumer stopped reading')),
       beforeDeliver: (chunk) => this.beforeDeliver(chunk),
     });
