@@ -23,6 +23,7 @@ export {
 } from './synthetic.js';
 export {
   SYNTHETIC_CONTINUATION_KIND,
+  SYNTHETIC_CONTINUATION_SCHEMA,
   type SyntheticContinuation,
   decodeSyntheticContinuation,
 } from './synthetic-continuation.js';

@@ -3,6 +3,7 @@
  * go on exactly where the last one stopped. It travels through clients and stores as
  * JSON, so reading it checks every field.
  */
+import { z } from 'zod';
 import type { ContinuationState } from './types.js';
 import { ContinuationStateError, describeValue } from './errors.js';
 
@@ -41,6 +42,34 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * What each payload field must be: one rule per field, read both by
+ * `decodeSyntheticContinuation` (which words its own messages, naming the field) and by
+ * the JSON Schema below, so the in-process check and a worker's declared schema agree.
+ */
+const FIELDS: { [K in keyof SyntheticContinuation]: { rule: z.ZodType; expected: string } } = {
+  nextFrameIndex: { rule: z.int().min(0).max(MAX_FRAME_INDEX), expected: 'an integer in [0, 2^40]' },
+  fps: { rule: z.number().positive(), expected: 'a positive number' },
+  sampleRate: { rule: z.int().positive().nullable(), expected: 'a positive integer or null' },
+  audioPhase: { rule: z.number().min(0).lt(1), expected: 'a number in [0, 1) (cycles)' },
+  audioOriginFrame: { rule: z.int().min(0).max(MAX_FRAME_INDEX), expected: 'an integer in [0, 2^40]' },
+  audioOriginSample: { rule: z.int().min(0), expected: 'a non-negative integer' },
+  motionSeed: { rule: z.int().min(0).lt(2 ** 32), expected: 'a 32-bit unsigned integer' },
+  prompt: { rule: z.string(), expected: 'a string' },
+};
+const FIELD_NAMES = Object.keys(FIELDS) as (keyof SyntheticContinuation)[];
+
+/**
+ * JSON Schema of the payload, which the synthetic worker declares in `ready` so livegen
+ * can refuse a damaged state before a session starts. Unknown fields are allowed, as the
+ * decoder ignores them. One rule is beyond JSON Schema (`audioOriginFrame` not after
+ * `nextFrameIndex`); the decoder enforces it when a segment starts.
+ */
+export const SYNTHETIC_CONTINUATION_SCHEMA: Record<string, unknown> = z.toJSONSchema(
+  z.looseObject(Object.fromEntries(FIELD_NAMES.map((name) => [name, FIELDS[name].rule]))),
+  { io: 'input' },
+);
+
 /** Read a state written by `encodeSyntheticContinuation`; throws ContinuationStateError naming the bad field. */
 export function decodeSyntheticContinuation(state: unknown): SyntheticContinuation {
   if (!isRecord(state)) {
@@ -57,35 +86,25 @@ export function decodeSyntheticContinuation(state: unknown): SyntheticContinuati
     throw new ContinuationStateError('continuationState.payload', `must be an object, got ${describeValue(payload)}`);
   }
 
-  const field = (name: keyof SyntheticContinuation, ok: (v: unknown) => boolean, expected: string): unknown => {
+  for (const name of FIELD_NAMES) {
     const value = payload[name];
-    if (!ok(value)) {
+    if (!FIELDS[name].rule.safeParse(value).success) {
       throw new ContinuationStateError(
         `continuationState.payload.${name}`,
-        `must be ${expected}, got ${describeValue(value)}`,
+        `must be ${FIELDS[name].expected}, got ${describeValue(value)}`,
       );
     }
-    return value;
-  };
-  const isIndex = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_FRAME_INDEX;
-  const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-  const isRate = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
-
+  }
+  // Every field was just checked against its rule, so the casts below hold.
   const decoded: SyntheticContinuation = {
-    nextFrameIndex: field('nextFrameIndex', isIndex, `an integer in [0, 2^40]`) as number,
-    fps: field('fps', isRate, 'a positive number') as number,
-    sampleRate: field('sampleRate', (v) => v === null || (Number.isInteger(v) && isRate(v)), 'a positive integer or null') as
-      | number
-      | null,
-    audioPhase: field(
-      'audioPhase',
-      (v) => typeof v === 'number' && v >= 0 && v < 1,
-      'a number in [0, 1) (cycles)',
-    ) as number,
-    audioOriginFrame: field('audioOriginFrame', isIndex, 'an integer in [0, 2^40]') as number,
-    audioOriginSample: field('audioOriginSample', isCount, 'a non-negative integer') as number,
-    motionSeed: field('motionSeed', (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32, 'a 32-bit unsigned integer') as number,
-    prompt: field('prompt', (v) => typeof v === 'string', 'a string') as string,
+    nextFrameIndex: payload.nextFrameIndex as number,
+    fps: payload.fps as number,
+    sampleRate: payload.sampleRate as number | null,
+    audioPhase: payload.audioPhase as number,
+    audioOriginFrame: payload.audioOriginFrame as number,
+    audioOriginSample: payload.audioOriginSample as number,
+    motionSeed: payload.motionSeed as number,
+    prompt: payload.prompt as string,
   };
   if (decoded.audioOriginFrame > decoded.nextFrameIndex) {
     throw new ContinuationStateError(

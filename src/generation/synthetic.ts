@@ -13,6 +13,7 @@ import { abortableDelay, waitUntil, yieldToEventLoop } from './pacing.js';
 import { SineTone, audioClockFor, samplesBeforeFrame } from './synthetic-audio.js';
 import {
   SYNTHETIC_CONTINUATION_KIND,
+  SYNTHETIC_CONTINUATION_SCHEMA,
   type SyntheticContinuation,
   decodeSyntheticContinuation,
   encodeSyntheticContinuation,
@@ -40,6 +41,7 @@ const LIMITS = { minWidth: 64, maxWidth: 7680, minHeight: 32, maxHeight: 4320, m
 
 export class SyntheticGenerator implements Generator {
   readonly continuationKind = SYNTHETIC_CONTINUATION_KIND;
+  readonly continuationSchema = SYNTHETIC_CONTINUATION_SCHEMA;
   readonly modelId: string;
   readonly audio: AudioFormat | null;
   readonly pace: 'fast' | 'realtime';

@@ -4,11 +4,10 @@
  * overlap generation.
  */
 
-/** Opaque state a generator hands back so the next segment continues the last one. */
-export interface ContinuationState {
-  kind: string;
-  payload: Record<string, unknown>;
-}
+import type { ContinuationState } from '../core/index.js';
+
+// Defined once in core; re-exported so the generation layer's importers keep one entry point.
+export type { ContinuationState };
 
 /** Interleaved little-endian float32 PCM, the format models produce natively. */
 export interface AudioFormat {
@@ -60,8 +59,15 @@ export interface Generator {
    */
   checkContinuation?(state: ContinuationState): string | undefined;
   /**
+   * JSON Schema of the `payload` of the states it accepts. A worker process cannot be
+   * asked `checkContinuation` synchronously, so the worker runtime sends this in `ready`
+   * (`continuation_schema`) and livegen checks states against it before a session starts.
+   */
+  readonly continuationSchema?: Record<string, unknown>;
+  /**
    * Generate one segment. Must stop promptly (and end the iterator, or throw an AbortError)
-   * once `signal` aborts. Throwing any other error is a generation failure.
+   * once `signal` aborts. A `ContinuationStateError` says the request's state cannot be
+   * read (the client's mistake); throwing any other error is a generation failure.
    */
   generate(request: SegmentRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
 }

@@ -1,12 +1,24 @@
-import type { GenerationEvent, Generator, SegmentRequest } from '../generation/types.js';
-import { WorkerFailure, WorkerProcess, type WorkerProcessOptions } from '../generation/worker/index.js';
+import type { ContinuationState, GenerationEvent, Generator, SegmentRequest } from '../generation/types.js';
+import { WorkerFailure, WorkerProcess, type WorkerMessage, type WorkerProcessOptions } from '../generation/worker/index.js';
 import type { PoolWorker, WorkerHealth } from './pool-worker.js';
+
+/** One `log` message of a worker process (docs/worker-protocol.md), tagged with the worker it came from. */
+export interface WorkerLogEntry {
+  workerId: number;
+  /** As the worker wrote it (`debug`, `info`, `warn`, `error` by convention); `info` when it gave none. */
+  level: string;
+  message: string;
+  /** Structured context the worker attached, if any. */
+  fields?: Record<string, unknown>;
+}
 
 export interface SupervisorOptions {
   /** First restart delay; doubles per consecutive failure. */
   restartBaseMs: number;
   restartMaxMs: number;
   onEvent?: (event: { workerId: number; kind: 'ready' | 'failed' | 'restarting'; detail?: string; delayMs?: number }) => void;
+  /** Every `log` message of the current worker process, so it reaches the server's log. */
+  onLog?: (entry: WorkerLogEntry) => void;
 }
 
 /**
@@ -43,6 +55,15 @@ export class SupervisedWorker implements PoolWorker, Generator {
     return this.process?.continuationKind;
   }
 
+  get continuationSchema(): Record<string, unknown> | undefined {
+    return this.process?.continuationSchema;
+  }
+
+  /** Asks the current process, which knows what it accepts once it has sent `ready`; undefined before. */
+  checkContinuation(state: ContinuationState): string | undefined {
+    return this.process?.checkContinuation(state);
+  }
+
   get acceptsWork(): boolean {
     return !this.stopped && this.process?.phase === 'ready';
   }
@@ -59,6 +80,7 @@ export class SupervisedWorker implements PoolWorker, Generator {
     this.process = proc;
     proc.on('idle', () => this.changed());
     proc.on('dead', (failure: WorkerFailure) => this.onDead(proc, failure));
+    proc.on('log', (message: Extract<WorkerMessage, { type: 'log' }>) => this.onLog(proc, message));
     proc.start().then(
       () => {
         this.failures = 0;
@@ -118,6 +140,13 @@ export class SupervisedWorker implements PoolWorker, Generator {
       this.restarts += 1;
       this.start();
     }, delayMs);
+  }
+
+  private onLog(proc: WorkerProcess, message: Extract<WorkerMessage, { type: 'log' }>): void {
+    if (proc !== this.process) return;
+    const entry: WorkerLogEntry = { workerId: this.id, level: message.level ?? 'info', message: message.message };
+    if (message.fields) entry.fields = message.fields;
+    this.supervisor.onLog?.(entry);
   }
 
   private changed(): void {

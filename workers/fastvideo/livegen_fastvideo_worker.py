@@ -57,6 +57,12 @@ class Cancelled(Exception):
     pass
 
 
+class InvalidContinuation(Exception):
+    """A continuation state this worker cannot read. It is answered with code
+    invalid_continuation, which livegen reports to the client as its own mistake
+    rather than as a worker failure worth retrying."""
+
+
 # --------------------------------------------------------------------- conversions
 
 
@@ -180,8 +186,20 @@ class Bridge:
         if wire.get("negative_prompt"):
             fields["negative_prompt"] = wire["negative_prompt"]
         if state is not None:
-            fields["state"] = self._build("ContinuationState", kind=state["kind"], payload=state["payload"])
+            fields["state"] = self.state_from_wire(state)
         return self._build("GenerationRequest", **fields)
+
+    def state_from_wire(self, state: Any) -> Any:
+        """The request's continuation state as FastVideo takes it; InvalidContinuation if it cannot be."""
+        if not isinstance(state, dict) or not isinstance(state.get("kind"), str) or not isinstance(state.get("payload"), dict):
+            raise InvalidContinuation("continuation_state: must be {kind: string, payload: object}")
+        declared = self.args.continuation_kind
+        if declared is not None and state["kind"] != declared:
+            raise InvalidContinuation(f"continuation_state.kind: expected {json.dumps(declared)}, got {json.dumps(state['kind'])}")
+        try:
+            return self._build("ContinuationState", kind=state["kind"], payload=state["payload"])
+        except (TypeError, ValueError) as exc:  # a schema class refusing the fields (pydantic errors are ValueErrors)
+            raise InvalidContinuation(f"continuation_state: {type(exc).__name__}: {exc}") from exc
 
     def run(self, job_id: str | None, wire: dict[str, Any], cancelled: threading.Event) -> dict[str, Any] | None:
         """Runs one request, streaming frames when the generator can; returns the continuation state."""
@@ -330,6 +348,8 @@ def main() -> int:
                 send({"type": "result", "job_id": job_id, "continuation_state": state})
             except Cancelled:
                 send({"type": "error", "job_id": job_id, "code": "cancelled", "message": "cancelled"})
+            except InvalidContinuation as exc:
+                send({"type": "error", "job_id": job_id, "code": "invalid_continuation", "message": str(exc)})
             except Exception as exc:  # noqa: BLE001
                 log(traceback.format_exc())
                 send({"type": "error", "job_id": job_id, "code": "failed", "message": f"{type(exc).__name__}: {exc}"})

@@ -1,4 +1,10 @@
-export { WorkerProcess, WorkerFailure, type WorkerProcessOptions, type WorkerPhase } from './worker-process.js';
+export {
+  WorkerProcess,
+  WorkerFailure,
+  type WorkerFailureReason,
+  type WorkerProcessOptions,
+  type WorkerPhase,
+} from './worker-process.js';
 export { runWorker, type WorkerRuntimeOptions } from './worker-runtime.js';
 export {
   WORKER_PROTOCOL,
@@ -6,6 +12,8 @@ export {
   WorkerRecordReader,
   WorkerProtocolError,
   encodeRecord,
+  encodeJobRequest,
+  decodeJobRequest,
   type WorkerJobRequest,
   type WorkerMessage,
   type ControlMessage,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { SegmentRequest } from '../types.js';
 
 /**
  * The livegen worker protocol, version 1 (docs/worker-protocol.md). A worker is a child
@@ -31,6 +32,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
       .object({
         audio: AudioCapability.nullable().optional(),
         continuation_kind: z.string().min(1).nullable().optional(),
+        /** JSON Schema of `continuation_state.payload`, so livegen can refuse an unreadable state at session init. */
+        continuation_schema: z.record(z.string(), z.unknown()).nullable().optional(),
       })
       .prefault({}),
   }),
@@ -51,10 +54,15 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('error'),
     job_id: z.string().nullable().optional(),
-    code: z.enum(['cancelled', 'failed', 'warmup_failed', 'load_failed', 'bad_request']).default('failed'),
+    code: z.enum(['cancelled', 'failed', 'warmup_failed', 'load_failed', 'bad_request', 'invalid_continuation']).default('failed'),
     message: z.string(),
   }),
-  z.object({ type: z.literal('log'), level: z.string().optional(), message: z.string() }),
+  z.object({
+    type: z.literal('log'),
+    level: z.string().min(1).optional(),
+    message: z.string(),
+    fields: z.record(z.string(), z.unknown()).optional(),
+  }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
 
@@ -71,6 +79,51 @@ export interface WorkerJobRequest {
   num_frames: number;
   init_image_path?: string;
   continuation_state?: { kind: string; payload: Record<string, unknown> };
+}
+
+/**
+ * A segment request as it crosses the pipe. livegen encodes with this and the TypeScript
+ * worker runtime decodes with `decodeJobRequest`, so the two sides cannot disagree on a
+ * field name. Absent optional fields stay absent (not `undefined`, not `null`).
+ */
+export function encodeJobRequest(request: SegmentRequest): WorkerJobRequest {
+  const wire: WorkerJobRequest = {
+    prompt: request.prompt,
+    seed: request.seed,
+    num_inference_steps: request.numInferenceSteps,
+    guidance_scale: request.guidanceScale,
+    width: request.width,
+    height: request.height,
+    fps: request.fps,
+    num_frames: request.numFrames,
+  };
+  if (request.negativePrompt !== undefined) wire.negative_prompt = request.negativePrompt;
+  if (request.initImagePath !== undefined) wire.init_image_path = request.initImagePath;
+  if (request.continuationState !== undefined) {
+    wire.continuation_state = { kind: request.continuationState.kind, payload: request.continuationState.payload };
+  }
+  return wire;
+}
+
+/** The inverse of `encodeJobRequest`. */
+export function decodeJobRequest(wire: WorkerJobRequest): SegmentRequest {
+  const request: SegmentRequest = {
+    prompt: wire.prompt,
+    seed: wire.seed,
+    numInferenceSteps: wire.num_inference_steps,
+    guidanceScale: wire.guidance_scale,
+    width: wire.width,
+    height: wire.height,
+    fps: wire.fps,
+    numFrames: wire.num_frames,
+  };
+  // The wire is JSON, where a writer may spell "absent" as null.
+  if (wire.negative_prompt != null) request.negativePrompt = wire.negative_prompt;
+  if (wire.init_image_path != null) request.initImagePath = wire.init_image_path;
+  if (wire.continuation_state != null) {
+    request.continuationState = { kind: wire.continuation_state.kind, payload: wire.continuation_state.payload };
+  }
+  return request;
 }
 
 export type ControlMessage =

@@ -2,11 +2,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import type { AudioFormat, GenerationEvent, Generator, SegmentRequest } from '../types.js';
+import { z } from 'zod';
+import { AsyncQueue, abortable } from '../../async/index.js';
+import type { AudioFormat, ContinuationState, GenerationEvent, Generator, SegmentRequest } from '../types.js';
 import {
   WORKER_PROTOCOL,
   WorkerProtocolError,
   WorkerRecordReader,
+  encodeJobRequest,
   type ControlMessage,
   type WorkerJobRequest,
   type WorkerMessage,
@@ -33,16 +36,35 @@ export interface WorkerProcessOptions {
   cancelTimeoutMs: number;
   /** Largest binary record accepted (a frame of the largest size served). */
   maxRecordBytes: number;
-  /** Bytes of yielded-but-unconsumed media at which stdout is paused. */
+  /** Bytes of received-but-unconsumed media at which stdout is paused (default 32 MiB). */
   maxBufferedBytes?: number;
 }
+
+const DEFAULT_MAX_BUFFERED_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Why a job or the process failed. All but two mean the process is gone (or never came
+ * up): `job_error` and `invalid_continuation` fail one job and leave the worker ready.
+ * `invalid_continuation` is the worker refusing the request's continuation state, a
+ * client's mistake that retrying cannot fix.
+ */
+export type WorkerFailureReason =
+  | 'exit'
+  | 'hung'
+  | 'protocol'
+  | 'job_error'
+  | 'invalid_continuation'
+  | 'start_timeout'
+  | 'warmup_failed'
+  | 'load_failed'
+  | 'unavailable';
 
 /** The worker failed: crashed, hung, spoke garbage or reported an error. */
 export class WorkerFailure extends Error {
   override readonly name = 'WorkerFailure';
   constructor(
     message: string,
-    readonly reason: 'exit' | 'hung' | 'protocol' | 'job_error' | 'start_timeout' | 'warmup_failed' | 'load_failed' | 'unavailable',
+    readonly reason: WorkerFailureReason,
   ) {
     super(message);
   }
@@ -54,14 +76,18 @@ interface ActiveJob {
   id: string;
   width: number;
   height: number;
-  events: GenerationEvent[];
-  bufferedBytes: number;
-  /** Wakes the consumer when events arrive or the job settles. */
-  notify: (() => void) | undefined;
+  /** What the worker reported and the consumer has not taken yet; ends or fails when the job settles. */
+  events: AsyncQueue<GenerationEvent>;
   settled: boolean;
-  failure: Error | undefined;
   started: number;
   cancelTimer: NodeJS.Timeout | undefined;
+}
+
+/** Bytes an event holds against the job's buffer budget. */
+function mediaBytes(event: GenerationEvent): number {
+  if (event.type === 'video') return event.frame.length;
+  if (event.type === 'audio') return event.samples.length;
+  return 0;
 }
 
 /**
@@ -81,6 +107,10 @@ export class WorkerProcess extends EventEmitter implements Generator {
   modelId = 'worker';
   audio: AudioFormat | null = null;
   continuationKind: string | undefined;
+  /** JSON Schema of the continuation payload, as the worker declared it in `ready`. */
+  continuationSchema: Record<string, unknown> | undefined;
+  /** `continuationSchema`, compiled once when `ready` arrives. */
+  private continuationPayload: z.ZodType | undefined;
   warmupTimings: Record<string, number> = {};
   readonly spawnedAt = performance.now();
 
@@ -145,6 +175,23 @@ export class WorkerProcess extends EventEmitter implements Generator {
     });
   }
 
+  /**
+   * Checks a state a client wants to resume from against what the worker declared in
+   * `ready`: its `continuation_kind`, then its `continuation_schema`. Returns the first
+   * problem as `kind: …` or `payload.<path>: <reason>`, or undefined when the state passes
+   * (or before `ready`, when nothing is declared yet).
+   */
+  checkContinuation(state: ContinuationState): string | undefined {
+    if (this.continuationKind !== undefined && state.kind !== this.continuationKind) {
+      return `kind: expected ${JSON.stringify(this.continuationKind)}, got ${JSON.stringify(state.kind)}`;
+    }
+    const result = this.continuationPayload?.safeParse(state.payload);
+    if (!result || result.success) return undefined;
+    const issue = result.error.issues[0];
+    if (!issue) return 'payload: does not match the worker\'s continuation_schema';
+    return `${['payload', ...issue.path.map(String)].join('.')}: ${issue.message}`;
+  }
+
   async *generate(request: SegmentRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     if (this.phaseValue !== 'ready') throw new WorkerFailure(`worker is ${this.phaseValue}, not ready`, 'unavailable');
     signal.throwIfAborted();
@@ -152,44 +199,42 @@ export class WorkerProcess extends EventEmitter implements Generator {
       id: randomBytes(8).toString('hex'),
       width: request.width,
       height: request.height,
-      events: [],
-      bufferedBytes: 0,
-      notify: undefined,
+      events: new AsyncQueue<GenerationEvent>({
+        sizeOf: mediaBytes,
+        highWaterBytes: this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+        // Backpressure: stop reading the pipe while the consumer (an encoder) is behind, so
+        // the worker's writes block instead of frames piling up here. Only the current job
+        // steers the pipe; a settled job's queue no longer may.
+        onPressure: (over) => {
+          if (this.job === job) this.setReading(!over);
+        },
+      }),
       settled: false,
-      failure: undefined,
       started: performance.now(),
       cancelTimer: undefined,
     };
     this.job = job;
     this.phaseValue = 'busy';
-    this.send({ type: 'job', job_id: job.id, request: toWireRequest(request) });
+    this.send({ type: 'job', job_id: job.id, request: encodeJobRequest(request) });
     this.armProgressTimer();
+    // One listener for the whole job, so the worker hears of an abort at once even while
+    // the consumer is busy elsewhere; each wait below takes and removes its own through
+    // `abortable`, so a long-lived signal collects nothing however many events there are.
     const onAbort = (): void => this.cancel(job);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       while (true) {
-        if (signal.aborted) throw signal.reason;
-        const event = job.events.shift();
-        if (event) {
-          if (event.type === 'video' || event.type === 'audio') {
-            job.bufferedBytes -= event.type === 'video' ? event.frame.length : event.samples.length;
-            this.resumeIfDrained(job);
-          }
-          yield event;
-          continue;
-        }
-        if (job.failure) throw job.failure;
-        if (job.settled) return;
-        await new Promise<void>((resolve) => {
-          job.notify = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        });
-        job.notify = undefined;
+        signal.throwIfAborted();
+        const next = await abortable(job.events.next(), signal);
+        if (next.done) return;
+        yield next.value;
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
       // The consumer stopped early (abort, encoder failure): the worker must stop too.
       if (!job.settled) this.cancel(job);
+      // Drop whatever is still queued; that also lifts the pressure it held on the pipe.
+      void job.events.return();
     }
   }
 
@@ -216,6 +261,9 @@ export class WorkerProcess extends EventEmitter implements Generator {
     if (job.settled || job.cancelTimer) return;
     this.phaseValue = 'draining';
     this.send({ type: 'cancel', job_id: job.id });
+    // From now on output is dropped, not queued: read on, or the acknowledgement could sit
+    // behind a paused pipe until the cancel timeout kills a worker that did stop.
+    this.setReading(true);
     // A worker that ignores cancel is killed; the supervisor restarts it.
     job.cancelTimer = setTimeout(
       () => this.kill(`worker did not stop within ${this.options.cancelTimeoutMs} ms of cancel`, 'hung'),
@@ -254,13 +302,13 @@ export class WorkerProcess extends EventEmitter implements Generator {
       if (record.data.length !== expected) {
         throw new WorkerProtocolError(`video frame of ${record.data.length} bytes, expected ${expected} (${job.width}x${job.height} RGB24)`);
       }
-      this.push(job, { type: 'video', frame: record.data }, record.data.length);
+      this.push(job, { type: 'video', frame: record.data });
     } else {
       const unit = 4 * (this.audio?.channels ?? 1);
       if (!this.audio || record.data.length % unit !== 0) {
         throw new WorkerProtocolError(this.audio ? `audio record of ${record.data.length} bytes is not whole f32 samples` : 'audio from a worker that declared none');
       }
-      this.push(job, { type: 'audio', samples: record.data }, record.data.length);
+      this.push(job, { type: 'audio', samples: record.data });
     }
   }
 
@@ -277,6 +325,8 @@ export class WorkerProcess extends EventEmitter implements Generator {
         const audio = message.capabilities.audio;
         this.audio = audio ? { sampleRate: audio.sample_rate, channels: audio.channels } : null;
         this.continuationKind = message.capabilities.continuation_kind ?? undefined;
+        this.continuationSchema = message.capabilities.continuation_schema ?? undefined;
+        this.continuationPayload = this.continuationSchema && compileContinuationSchema(this.continuationSchema);
         this.warmupTimings.load_ms = Math.round(performance.now() - this.spawnedAt);
         if (this.options.warmup && this.options.warmupRequest) {
           this.phaseValue = 'warming';
@@ -300,13 +350,13 @@ export class WorkerProcess extends EventEmitter implements Generator {
         const job = this.currentJob(message.job_id);
         if (!job) return;
         const elapsed = message.elapsed_ms ?? performance.now() - job.started;
-        this.push(job, { type: 'step', step: message.step, totalSteps: message.total_steps, stepMs: message.step_ms ?? 0, elapsedMs: elapsed }, 0);
+        this.push(job, { type: 'step', step: message.step, totalSteps: message.total_steps, stepMs: message.step_ms ?? 0, elapsedMs: elapsed });
         return;
       }
       case 'result': {
         const job = this.currentJob(message.job_id);
         if (!job) return;
-        this.push(job, { type: 'done', continuationState: message.continuation_state ?? undefined }, 0);
+        this.push(job, { type: 'done', continuationState: message.continuation_state ?? undefined });
         this.settle(job, undefined);
         return;
       }
@@ -317,8 +367,7 @@ export class WorkerProcess extends EventEmitter implements Generator {
         }
         const job = message.job_id ? this.currentJob(message.job_id) : this.job;
         if (!job) return;
-        // `cancelled` acknowledges our cancel; unasked, it is a failure like any other.
-        this.settle(job, message.code === 'cancelled' && job.cancelTimer ? undefined : new WorkerFailure(`worker error: ${message.message}`, 'job_error'));
+        this.settle(job, jobFailure(message, job.cancelTimer !== undefined));
         return;
       }
       case 'log':
@@ -333,29 +382,33 @@ export class WorkerProcess extends EventEmitter implements Generator {
     return job.settled ? undefined : job;
   }
 
-  private push(job: ActiveJob, event: GenerationEvent, bytes: number): void {
+  private push(job: ActiveJob, event: GenerationEvent): void {
     this.armProgressTimer();
     if (job.cancelTimer) return; // cancelled: drop output until the worker acknowledges
     job.events.push(event);
-    job.bufferedBytes += bytes;
-    // Backpressure: stop reading the pipe while the consumer (an encoder) is behind.
-    if (bytes > 0 && job.bufferedBytes > (this.options.maxBufferedBytes ?? 32 * 1024 * 1024)) this.child?.stdout?.pause();
-    job.notify?.();
   }
 
-  private resumeIfDrained(job: ActiveJob): void {
-    if (job.bufferedBytes <= (this.options.maxBufferedBytes ?? 32 * 1024 * 1024) / 2) this.child?.stdout?.resume();
+  private setReading(on: boolean): void {
+    const stdout = this.child?.stdout;
+    if (on) stdout?.resume();
+    else stdout?.pause();
   }
 
+  /**
+   * Ends the job. Events already queued still reach the consumer before the end; a
+   * failure is reported at the consumer's next pull and drops them, the segment being
+   * lost anyway.
+   */
   private settle(job: ActiveJob, failure: Error | undefined): void {
     if (job.settled) return;
     job.settled = true;
-    job.failure = failure;
     clearTimeout(job.cancelTimer);
     clearTimeout(this.progressTimer);
-    this.child?.stdout?.resume();
     this.job = undefined;
-    job.notify?.();
+    // Nothing more of this job can arrive, so its queue no longer needs to hold the pipe.
+    this.setReading(true);
+    if (failure) job.events.fail(failure);
+    else job.events.finish();
     if (this.phaseValue === 'busy' || this.phaseValue === 'draining') {
       this.phaseValue = 'ready';
       this.emit('idle');
@@ -401,18 +454,24 @@ export class WorkerProcess extends EventEmitter implements Generator {
   }
 }
 
-function toWireRequest(request: SegmentRequest): WorkerJobRequest {
-  return {
-    prompt: request.prompt,
-    negative_prompt: request.negativePrompt,
-    seed: request.seed,
-    num_inference_steps: request.numInferenceSteps,
-    guidance_scale: request.guidanceScale,
-    width: request.width,
-    height: request.height,
-    fps: request.fps,
-    num_frames: request.numFrames,
-    init_image_path: request.initImagePath,
-    continuation_state: request.continuationState,
-  };
+/** How a job's `error` message ends the job: undefined for an acknowledged cancel. */
+function jobFailure(message: Extract<WorkerMessage, { type: 'error' }>, cancelAsked: boolean): WorkerFailure | undefined {
+  // `cancelled` acknowledges our cancel; unasked, it is a failure like any other.
+  if (message.code === 'cancelled' && cancelAsked) return undefined;
+  // The worker's message names the field (`continuation_state.payload.x: …`) for the client.
+  if (message.code === 'invalid_continuation') return new WorkerFailure(message.message, 'invalid_continuation');
+  return new WorkerFailure(`worker error: ${message.message}`, 'job_error');
+}
+
+/**
+ * Compiles a worker's `continuation_schema`. A schema that cannot be compiled (a keyword
+ * zod's converter does not support, a dangling `$ref`) makes `ready` a protocol error:
+ * a worker whose declared check cannot run would let unreadable states through.
+ */
+function compileContinuationSchema(schema: Record<string, unknown>): z.ZodType {
+  try {
+    return z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+  } catch (err) {
+    throw new WorkerProtocolError(`continuation_schema cannot be compiled: ${(err as Error).message}`);
+  }
 }

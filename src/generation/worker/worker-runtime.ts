@@ -1,7 +1,19 @@
 import { createInterface } from 'node:readline';
 import type { Writable } from 'node:stream';
-import type { Generator, SegmentRequest } from '../types.js';
-import { RecordKind, WORKER_PROTOCOL, encodeRecord, type ControlMessage, type WorkerJobRequest } from './protocol.js';
+import { sleep } from '../../async/index.js';
+import { ContinuationStateError } from '../errors.js';
+import type { Generator } from '../types.js';
+import {
+  RecordKind,
+  WORKER_PROTOCOL,
+  decodeJobRequest,
+  encodeRecord,
+  type ControlMessage,
+  type WorkerJobRequest,
+  type WorkerMessage,
+} from './protocol.js';
+
+type JobErrorCode = Extract<WorkerMessage, { type: 'error' }>['code'];
 
 /**
  * The worker side of the protocol for any in-process `Generator`: reads control lines
@@ -31,15 +43,16 @@ export async function runWorker(options: WorkerRuntimeOptions): Promise<void> {
   const message = (value: Record<string, unknown>): Promise<void> => write(`${JSON.stringify(value)}\n`);
 
   await message({ type: 'hello', protocol: WORKER_PROTOCOL, pid: process.pid });
-  if (options.loadDelayMs) await new Promise((resolve) => setTimeout(resolve, options.loadDelayMs));
+  if (options.loadDelayMs) await sleep(options.loadDelayMs);
   const capabilities = {
     audio: generator.audio ? { sample_rate: generator.audio.sampleRate, channels: generator.audio.channels } : null,
     continuation_kind: generator.continuationKind ?? null,
+    continuation_schema: generator.continuationSchema ?? null,
   };
   await message({ type: 'ready', model_id: generator.modelId, capabilities });
 
   const run = async (jobId: string | undefined, request: WorkerJobRequest, signal: AbortSignal): Promise<void> => {
-    for await (const event of generator.generate(fromWire(request), signal)) {
+    for await (const event of generator.generate(decodeJobRequest(request), signal)) {
       if (!jobId) continue; // warmup: generate, send nothing
       switch (event.type) {
         case 'step':
@@ -81,8 +94,7 @@ export async function runWorker(options: WorkerRuntimeOptions): Promise<void> {
         const abort = new AbortController();
         const id = control.job_id;
         const done = run(id, control.request, abort.signal).catch(async (err: unknown) => {
-          const cancelled = abort.signal.aborted;
-          await message({ type: 'error', job_id: id, code: cancelled ? 'cancelled' : 'failed', message: cancelled ? 'cancelled' : (err as Error).message });
+          await message({ type: 'error', job_id: id, ...jobError(err, abort.signal.aborted) });
         });
         current = { id, abort, done };
         void done.finally(() => {
@@ -101,18 +113,14 @@ export async function runWorker(options: WorkerRuntimeOptions): Promise<void> {
   }
 }
 
-function fromWire(request: WorkerJobRequest): SegmentRequest {
-  return {
-    prompt: request.prompt,
-    negativePrompt: request.negative_prompt,
-    seed: request.seed,
-    numInferenceSteps: request.num_inference_steps,
-    guidanceScale: request.guidance_scale,
-    width: request.width,
-    height: request.height,
-    fps: request.fps,
-    numFrames: request.num_frames,
-    initImagePath: request.init_image_path,
-    continuationState: request.continuation_state,
-  };
+/** The `code` and `message` of a job's `error` reply. */
+function jobError(err: unknown, cancelled: boolean): { code: JobErrorCode; message: string } {
+  if (cancelled) return { code: 'cancelled', message: 'cancelled' };
+  // A state the generator cannot read is the client's mistake, not the worker's: the
+  // code lets livegen refuse it instead of offering a retry that would fail the same way.
+  // The message names the field as it is on the wire (`continuation_state.payload.x`).
+  if (err instanceof ContinuationStateError) {
+    return { code: 'invalid_continuation', message: err.message.replace(/^continuationState/, 'continuation_state') };
+  }
+  return { code: 'failed', message: err instanceof Error ? err.message : String(err) };
 }
