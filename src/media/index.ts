@@ -10,6 +10,18 @@ export { FragmentedMp4Encoder, type FragmentedMp4EncoderOptions, fragmentedMp4Ar
 export { JpegFrameEncoder, type JpegFrameEncoderOptions, JPEG_MIME, jpegArgs } from './jpeg-encoder.js';
 export { mimeFromInitSegment } from './avc-mime.js';
 export {
+  checkInitialImage,
+  DEFAULT_IMAGE_LIMITS,
+  type ImageFormat,
+  type ImageHeader,
+  ImageHeaderError,
+  type ImageHeaderErrorCode,
+  type ImageLimits,
+  MAX_JPEG_FILL_BYTES,
+  MAX_JPEG_SEGMENTS,
+  readImageHeader,
+} from './image-header.js';
+export {
   type Box,
   BoxFormatError,
   BoxSplitter,
