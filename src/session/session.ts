@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type { ContinuationState, StreamMode } from '../core/index.js';
 
 /** State-machine positions of a streaming session; values are the wire strings. */
 export enum SessionState {
@@ -69,12 +70,10 @@ export class SessionRejected extends Error {
   override readonly name = 'SessionRejected';
 }
 
-export interface SessionContinuationState {
-  kind: string;
-  payload: Record<string, unknown>;
-}
-
-export type SessionStreamMode = 'av_fmp4' | 'legacy_jpeg';
+/** The continuation state a session holds (the shared definition in src/core). */
+export type SessionContinuationState = ContinuationState;
+/** How a session's media travels (the shared definition in src/core). */
+export type SessionStreamMode = StreamMode;
 
 /**
  * One connection's session. Only `transition` changes `state`; everything else is plain
@@ -137,10 +136,5 @@ export class Session {
 
   segmentCapReached(cap: number): boolean {
     return this.segmentIdx >= cap;
-  }
-
-  /** Milliseconds since the last activity, on the session's clock. */
-  idleMs(now: number = this.clock()): number {
-    return now - this.lastActivity;
   }
 }

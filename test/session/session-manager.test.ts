@@ -56,7 +56,7 @@ describe('SessionManager registry', () => {
     const { m } = manager();
     const s = m.create();
     expect(s.state).toBe(SessionState.INITIALIZING);
-    expect(m.get(s.id)).toBe(s);
+    expect(m.all()).toEqual([s]);
   });
 
   it('create() stamps sessions with the injected clock', () => {
@@ -84,20 +84,16 @@ describe('SessionManager registry', () => {
     expect(m.size).toBe(1);
   });
 
-  it('get() returns the registered session and undefined for an unknown id', () => {
-    const { m } = manager();
-    const s = m.create();
-    expect(m.get(s.id)).toBe(s);
-    expect(m.get('0'.repeat(32))).toBeUndefined();
-  });
-
-  it('has() is true for a registered id and false once it is closed', () => {
-    const { m } = manager();
-    const s = m.create();
-    expect(m.has(s.id)).toBe(true);
+  it('keeps the handle built for each session and forgets it on close()', () => {
+    const { m: plain } = manager();
+    const m = plain as unknown as SessionManager<{ sessionId: string }>;
+    const s = m.create((session) => ({ sessionId: session.id }));
+    expect(m.handle(s.id)).toEqual({ sessionId: s.id });
+    expect(m.handles()).toEqual([{ sessionId: s.id }]);
+    expect(m.handle('0'.repeat(32))).toBeUndefined();
     m.close(s.id);
-    expect(m.has(s.id)).toBe(false);
-    expect(m.get(s.id)).toBeUndefined();
+    expect(m.handle(s.id)).toBeUndefined();
+    expect(m.all()).toEqual([]);
   });
 
   it('size counts registered sessions', () => {
@@ -118,28 +114,52 @@ describe('SessionManager registry', () => {
     expect(() => m.close(a.id)).not.toThrow();
     expect(() => m.close('nope')).not.toThrow();
     expect(m.size).toBe(1);
-    expect(m.has(b.id)).toBe(true);
+    expect(m.all()).toContain(b);
   });
 
-  it('activeSessions() returns only sessions in the active state', () => {
+  it('all() lists the registered sessions in registration order', () => {
     const { m } = manager();
-    const idle = m.create();
-    const queued = m.create();
-    moveTo(queued, [SessionState.QUEUED]);
-    const active = m.create();
-    moveTo(active, [SessionState.GPU_BINDING, SessionState.ACTIVE]);
-    const done = m.create();
-    moveTo(done, [SessionState.GPU_BINDING, SessionState.ACTIVE, SessionState.COMPLETE]);
-    const active2 = m.create();
-    moveTo(active2, [SessionState.GPU_BINDING, SessionState.ACTIVE]);
-    expect(idle.state).toBe(SessionState.INITIALIZING);
-    expect(m.activeSessions().map((s) => s.id).sort()).toEqual([active.id, active2.id].sort());
+    const a = m.create();
+    const b = m.create();
+    expect(m.all().map((x) => x.id)).toEqual([a.id, b.id]);
   });
+});
 
-  it('activeSessions() is empty when no session is active', () => {
-    const { m } = manager();
+describe('SessionManager with pending inits counted apart', () => {
+  it('limits sessions waiting for their init by maxPending, not maxSessions', () => {
+    const m = new SessionManager({ segmentCap: 6, sessionTimeoutSeconds: 300, maxSessions: 1, maxPending: 2 });
     m.create();
-    expect(m.activeSessions()).toEqual([]);
+    m.create();
+    expect(m.pending).toBe(2);
+    expect(m.registered).toBe(0);
+    expect(() => m.create()).toThrow(SessionRejected);
+  });
+
+  it('counts a session as registered once confirmed, and refuses the confirmation past maxSessions', () => {
+    const m = new SessionManager({ segmentCap: 6, sessionTimeoutSeconds: 300, maxSessions: 1, maxPending: 4 });
+    const a = m.create();
+    const b = m.create();
+    m.confirm(a.id);
+    expect(m.registered).toBe(1);
+    expect(m.pending).toBe(1);
+    expect(() => m.confirm(b.id)).toThrow(SessionRejected);
+    // A refused confirmation leaves the session pending until it is closed.
+    expect(m.pending).toBe(1);
+    m.close(b.id);
+    m.close(a.id);
+    expect(m.pending).toBe(0);
+    expect(m.registered).toBe(0);
+  });
+
+  it('reaps a session still initializing after the init deadline, long before the idle timeout', () => {
+    let now = 0;
+    const m = new SessionManager({ segmentCap: 6, sessionTimeoutSeconds: 300, maxSessions: 4, maxPending: 4, initTimeoutSeconds: 5, clock: () => now });
+    const waiting = m.create();
+    const live = m.create();
+    m.confirm(live.id);
+    live.transition(SessionState.GPU_BINDING);
+    now = 5001;
+    expect(m.reapTimedOut()).toEqual([waiting.id]);
   });
 });
 
@@ -217,7 +237,7 @@ describe('SessionManager.reapTimedOut', () => {
     const fresh = m.create();
     time.advance(TIMEOUT_MS - 4_000);
     expect(m.reapTimedOut()).toEqual([old.id]);
-    expect(m.has(fresh.id)).toBe(true);
+    expect(m.all()).toContain(fresh);
   });
 
   it('only identifies timed-out sessions: it neither closes them nor changes their state', () => {
@@ -225,7 +245,7 @@ describe('SessionManager.reapTimedOut', () => {
     const s = m.create();
     time.advance(TIMEOUT_MS + 1);
     expect(m.reapTimedOut()).toEqual([s.id]);
-    expect(m.has(s.id)).toBe(true);
+    expect(m.all()).toContain(s);
     expect(s.state).toBe(SessionState.INITIALIZING);
     expect(m.reapTimedOut()).toEqual([s.id]);
   });

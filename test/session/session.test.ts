@@ -62,10 +62,10 @@ function sessionIn(wire: Wire) {
 }
 
 describe('session module exports', () => {
-  it('exports exactly the runtime names SessionState, Session, InvalidSessionTransition, SessionRejected and SessionManager', async () => {
+  it('exports exactly its runtime names: the session, its states and manager, and admission', async () => {
     const mod = await import('../../src/session/index.js');
     expect(Object.keys(mod).sort()).toEqual(
-      ['InvalidSessionTransition', 'Session', 'SessionManager', 'SessionRejected', 'SessionState'].sort(),
+      ['AdmissionClosed', 'AdmissionTimeout', 'InvalidSessionTransition', 'LocalAdmission', 'QueueFull', 'Session', 'SessionManager', 'SessionRejected', 'SessionState'].sort(),
     );
   });
 
