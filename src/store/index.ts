@@ -1,1 +1,14 @@
-export { MemoryContinuationStore, type ContinuationStore } from './continuation-store.js';
+/**
+ * State that outlives one connection or is shared between replicas: continuation states,
+ * and the counters behind access control. Each is an interface with an in-process
+ * implementation; a Redis one fits the same interface and passes the same contract tests.
+ */
+export {
+  MemoryContinuationStore,
+  type ContinuationStore,
+  type ContinuationPutOptions,
+  type MemoryContinuationStoreOptions,
+} from './continuation-store.js';
+export { MemoryRateLimiter, type RateLimiter, type MemoryRateLimiterOptions } from './rate-limiter.js';
+export { MemoryConcurrencyCounter, type ConcurrencyCounter } from './concurrency-counter.js';
+export { checkLimit, checkPerMinute, checkTtl } from './validate.js';
