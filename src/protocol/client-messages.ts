@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { STREAM_MODES, type ContinuationState as CoreContinuationState } from '../core/index.js';
 
 /**
  * Client → server frames (PROTOCOL.md "Client → server"). Optional fields also accept
@@ -8,7 +9,7 @@ import { z } from 'zod';
 
 export const INITIAL_IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/jpg', 'image/webp'] as const;
 export const MAX_INITIAL_IMAGE_BYTES = 32 * 1024 * 1024;
-export const STREAM_MODES = ['av_fmp4', 'legacy_jpeg'] as const;
+export { STREAM_MODES };
 export const PROMPT_SOURCES = ['curated', 'enhanced', 'user', 'auto_extension'] as const;
 
 // One flat character-class loop: a grouped, backtracking pattern overflows V8's stack on
@@ -50,7 +51,7 @@ export const ContinuationStateSchema = z.object({
   payload: z
     .record(z.string(), z.unknown())
     .refine((p) => jsonDepth(p, MAX_PAYLOAD_DEPTH) <= MAX_PAYLOAD_DEPTH, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels`),
-});
+}) satisfies z.ZodType<CoreContinuationState>;
 
 export const InitialImageSchema = z.object({
   mime: z.enum(INITIAL_IMAGE_MIMES),
@@ -145,7 +146,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   SnapshotStateSchema,
 ]);
 
-export type ContinuationState = z.infer<typeof ContinuationStateSchema>;
+export type ContinuationState = CoreContinuationState;
 export type InitialImage = z.infer<typeof InitialImageSchema>;
 export type SessionInitV2 = z.infer<typeof SessionInitV2Schema>;
 export type SegmentPromptSource = z.infer<typeof SegmentPromptSourceSchema>;
@@ -159,4 +160,4 @@ export type ClientMessage = z.infer<typeof ClientMessageSchema>;
 /** What a client writes: defaults may be left out. */
 export type ClientMessageInput = z.input<typeof ClientMessageSchema>;
 export type PromptSource = (typeof PROMPT_SOURCES)[number];
-export type StreamMode = (typeof STREAM_MODES)[number];
+export type { StreamMode } from '../core/index.js';
