@@ -41,23 +41,23 @@ async function serve(flags: ServeFlags): Promise<void> {
   const config = parseConfig(input, configPath ? `config file ${configPath}` : 'config');
   const server = createLivegenServer(config);
   const url = await server.listen();
-  server.context.logger.info({ url, ws: `${url.replace(/^http/, 'ws')}/v1/stream`, workers: config.pool.workers }, `livegen listening on ${url}`);
+  server.logger.info({ url, ws: `${url.replace(/^http/, 'ws')}/v1/stream`, workers: config.pool.workers }, `livegen listening on ${url}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    server.context.logger.info({ signal }, 'shutting down');
+    server.logger.info({ signal }, 'shutting down');
     server.close().then(
       () => process.exit(0),
       (err: unknown) => {
-        server.context.logger.error({ err }, 'shutdown failed');
+        server.logger.error({ err }, 'shutdown failed');
         process.exit(1);
       },
     );
   };
   // Last resort: a bug that escapes as an unhandled rejection is logged, not fatal to
   // every other session on the server.
-  process.on('unhandledRejection', (reason) => server.context.logger.error({ err: reason }, 'unhandled rejection'));
+  process.on('unhandledRejection', (reason) => server.logger.error({ err: reason }, 'unhandled rejection'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -23,13 +23,13 @@ const url = await server.listen();
 const send = (message: unknown): void => void process.send?.(message);
 send({ type: 'ready', url });
 
-process.on('message', (message: { type: string; gc?: boolean; id?: number }) => {
+process.on('message', async (message: { type: string; gc?: boolean; id?: number }) => {
   if (message.type === 'stats') {
     const gc = (globalThis as { gc?: () => void }).gc;
     if (message.gc && gc) gc();
     const mem = process.memoryUsage();
     const cpu = process.cpuUsage();
-    const { manager, admission } = server.context;
+    const snapshot = await server.inspect();
     send({
       type: 'stats',
       id: message.id,
@@ -40,8 +40,8 @@ process.on('message', (message: { type: string; gc?: boolean; id?: number }) => 
       arrayBuffers: mem.arrayBuffers,
       cpuUserUs: cpu.user,
       cpuSystemUs: cpu.system,
-      sessions: manager.size,
-      queueDepth: admission.queueDepth,
+      sessions: snapshot.sessions.length,
+      queueDepth: snapshot.queueDepth,
     });
   } else if (message.type === 'close') {
     void server.close().finally(() => process.exit(0));

@@ -1,26 +1,30 @@
+import { readFileSync } from 'node:fs';
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { SyntheticGenerator } from '../generation/index.js';
 import type { Generator } from '../generation/types.js';
-import { createSegmentEncoder } from '../media/index.js';
-import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker } from '../pool/index.js';
-import { SessionManager } from '../session/index.js';
+import { createSegmentEncoder, type SegmentEncoder } from '../media/index.js';
+import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker, type WorkerSlot } from '../pool/index.js';
+import { LocalAdmission, SessionManager, type Placement } from '../session/index.js';
 import { MemoryContinuationStore, type ContinuationStore } from '../store/index.js';
-import { Admission } from './admission.js';
+import { AccessControl, parseEnvApiKeys, type AccessRefusal } from './access.js';
 import type { ServeConfig } from './config.js';
-import type { ServerContext } from './context.js';
+import { StreamEndpoint, STREAM_PATH } from './endpoint.js';
+import { TempFiles } from './init-image.js';
 import { ServerMetrics } from './metrics.js';
+import { OpeningFrameParser, openingFrameLimits } from './opening-frame.js';
+import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom, type SessionPolicy } from './policy.js';
 import { RepeatLastPromptExtender, type PromptExtender } from './prompt-extender.js';
-import { buildRoutes, sendJson } from './routes.js';
-import { AccessControl, type AccessRefusal } from './access.js';
-import { MAX_INIT_FRAME_BYTES, SessionDriver } from './session-driver.js';
+import { buildRoutes, sendJson, type ServerStatus } from './routes.js';
+import type { SessionDriver, SessionServices, SessionView } from './session-driver.js';
+import { SessionEventLog } from './session-log.js';
 import { serveStatic } from './static-files.js';
-import { UpgradeSockets, refuseUpgrade, remoteAddress } from './upgrade.js';
+
+export { STREAM_PATH };
 
 /** Parts a caller (tests, embedding) may supply instead of the config-built defaults. */
 export interface ServerOverrides {
@@ -31,25 +35,48 @@ export interface ServerOverrides {
   generators?: Generator[];
   /** Pool workers, instead of the configured ones. */
   workers?: PoolWorker[];
+  /** Root under which the server keeps its temp files (default: the OS temp dir). */
   tempDir?: string;
   /** Directory of the built web player served at `/` (default: web/dist of this checkout). */
   webRoot?: string;
+  /** API keys from the environment, instead of `LIVEGEN_API_KEYS`. */
+  envApiKeys?: string;
+  /** Told of every segment encoder the server starts (operations and leak checks). */
+  onEncoder?: (encoder: SegmentEncoder) => void;
 }
 
-export const STREAM_PATH = '/v1/stream';
-/** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
-const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
-
-function refuseHttp(res: ServerResponse, refusal: AccessRefusal): void {
-  if (refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
-  sendJson(res, refusal.status, { error: STATUS_CODES[refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: refusal.reason });
+/** What operations and tests can see of a running server, without reaching into its parts. */
+export interface ServerSnapshot {
+  /** Sessions held, pending inits included. */
+  sessions: SessionView[];
+  /** Sessions whose init arrived. */
+  registered: number;
+  /** Connections that have not sent their init yet. */
+  pendingInits: number;
+  queueDepth: number;
+  workers: { total: number; available: number };
+  /** Bytes of opening frames being received now. */
+  initBytesInFlight: number;
+  /** Upgrade sockets not yet handed over, and refused ones still closing. */
+  upgradeSockets: number;
+  /** Bytes of initial images held in temp files. */
+  tempBytes: number;
+  /** The directory of this server's temp files. */
+  tempDir: string;
+  /** Continuation states held. */
+  storedStates: number;
+  /** Client networks the connection rate limiter tracks (undefined when it is not in this process). */
+  rateLimitKeys: number | undefined;
 }
 
 export interface LivegenServer {
-  readonly context: ServerContext;
+  readonly policy: SessionPolicy;
+  readonly logger: Logger;
   /** Starts listening; resolves with the base URL (`http://host:port`). */
   listen(): Promise<string>;
   readonly url: string;
+  /** A point-in-time view of sessions, queue, workers and budgets. */
+  inspect(): Promise<ServerSnapshot>;
   /**
    * Graceful stop: refuses new connections, `/readyz` turns 503, waiting sessions end at
    * once and running segments get `graceMs` (default `server.shutdown_grace_seconds`) to
@@ -60,6 +87,8 @@ export interface LivegenServer {
 }
 
 const SYNTHETIC_WORKER = fileURLToPath(new URL('../../workers/synthetic/main.ts', import.meta.url));
+/** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
+const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
 
 function gpuIds(config: ServeConfig): number[] {
   return config.pool.gpu_ids ?? Array.from({ length: config.pool.workers }, (_, i) => i);
@@ -132,14 +161,49 @@ function buildProcessWorkers(config: ServeConfig, logger: Logger, onWorkerRestar
           else logger.info({ worker: event.workerId, kind: event.kind, delay_ms: event.delayMs }, `worker ${event.kind}`);
           if (event.kind === 'restarting') onWorkerRestart(event.workerId);
         },
+        onLog: (entry) => {
+          const fields = { worker: entry.workerId, ...entry.fields };
+          const level = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(entry.level) ? (entry.level as 'info') : 'info';
+          logger[level](fields, `worker: ${entry.message}`);
+        },
       },
     );
   });
 }
 
+/** The soft limit on open files, read from /proc (Linux); undefined elsewhere. */
+function openFileLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.split(/\s{2,}/)[1];
+    return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
+  } catch {
+    return undefined;
+  }
+}
+
+function refuseHttp(res: ServerResponse, refusal: AccessRefusal): void {
+  if (refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
+  sendJson(res, refusal.status, { error: STATUS_CODES[refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: refusal.reason });
+}
+
 /** Composes the layers into a server: HTTP routes, the WebSocket endpoint, the reaper. */
 export function createLivegenServer(config: ServeConfig, overrides: ServerOverrides = {}): LivegenServer {
   const logger = overrides.logger ?? pino({ level: config.logging.level, name: 'livegen' });
+  const policy = sessionPolicyFrom(config);
+  const { limits } = config;
+  // Refused before anything starts: a short key in the environment is a config error.
+  const access = new AccessControl(config, { apiKeys: parseEnvApiKeys(overrides.envApiKeys ?? process.env.LIVEGEN_API_KEYS) });
+
+  const manager = new SessionManager<SessionDriver>({
+    segmentCap: policy.segmentCap,
+    sessionTimeoutSeconds: policy.sessionTimeoutSeconds,
+    maxSessions: config.streaming.max_sessions,
+    maxPending: limits.max_pending_inits,
+    initTimeoutSeconds: policy.initTimeoutSeconds,
+  });
   // The gauges read the parts below at scrape time, after they exist.
   const metrics = new ServerMetrics({
     sessionsByState: () => {
@@ -158,44 +222,38 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         ? buildProcessWorkers(config, logger, (id) => metrics.workerRestarted(id))
         : buildInProcessWorkers(config));
   const pool = new WorkerPool(workers);
-  const manager = new SessionManager({
-    segmentCap: config.streaming.generation_segment_cap,
-    sessionTimeoutSeconds: config.streaming.session_timeout_seconds,
-    maxSessions: config.streaming.max_sessions,
-  });
-  const admission = new Admission(pool, config.streaming.max_queue, config.streaming.queue_depth_update_ms);
-  const drivers = new Map<string, SessionDriver>();
+  const placement: Placement<WorkerSlot> = {
+    tryPlace: (sessionId) => pool.tryAcquire(sessionId),
+    release: (slot) => pool.release(slot),
+    onCapacity: (listener) => pool.onWorkerFree(listener),
+  };
+  const admission = new LocalAdmission(placement, { maxQueue: config.streaming.max_queue, depthUpdateIntervalMs: config.streaming.queue_depth_update_ms });
+  const store = overrides.store ?? new MemoryContinuationStore();
+  const tempFiles = new TempFiles(overrides.tempDir ?? tmpdir(), limits.max_temp_bytes);
+  const openingFrames = new OpeningFrameParser(openingFrameLimits(policy.frames));
 
-  const context: ServerContext = {
-    config,
-    manager,
+  const services: Omit<SessionServices, 'initReceived'> = {
+    policy,
+    registry: manager,
     admission,
-    pool,
-    store: overrides.store ?? new MemoryContinuationStore(),
+    store,
     extender: overrides.extender ?? new RepeatLastPromptExtender(),
-    logger,
+    openingFrames,
+    tempFiles,
     metrics,
-    drivers,
-    connectionOptions: {
-      highWaterBytes: config.limits.send_high_water_bytes,
-      lowWaterBytes: config.limits.send_low_water_bytes,
-      stallTimeoutMs: config.limits.client_stall_timeout_seconds * 1000,
-      onBacklogChange: (bytes, frames) => metrics.sendBacklogChanged(bytes, frames),
-    },
-    access: new AccessControl(config, (process.env.LIVEGEN_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)),
-    tempDir: overrides.tempDir ?? tmpdir(),
-    // Asked when an init arrives: a worker process declares its kind once it is ready.
-    checkContinuation: (state) => {
-      const kind = workers.map((w) => w.generator.continuationKind).find((k) => k !== undefined);
-      if (kind !== undefined && state.kind !== kind) {
-        return `continuation_state.kind: expected ${JSON.stringify(kind)}, got ${JSON.stringify(state.kind)}`;
-      }
-      const problem = workers.find((w) => w.generator.checkContinuation)?.generator.checkContinuation?.(state);
-      return problem === undefined ? undefined : `continuation_state.${problem}`;
+    logger,
+    connection: {
+      limits: {
+        highWaterBytes: limits.send_high_water_bytes,
+        lowWaterBytes: limits.send_low_water_bytes,
+        hardLimitBytes: limits.send_hard_limit_bytes,
+        stallTimeoutMs: limits.client_stall_timeout_seconds * 1000,
+      },
+      hooks: { onBacklogChange: (bytes, frames) => metrics.sendBacklogChanged(bytes, frames) },
     },
     createEncoder: (mode, audio) => {
-      const { sampling } = config.default_request;
-      return createSegmentEncoder(mode, {
+      const { sampling } = policy;
+      const encoder = createSegmentEncoder(mode, {
         width: sampling.width,
         height: sampling.height,
         fps: sampling.fps,
@@ -206,88 +264,116 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         maxBitrateKbps: config.media.max_bitrate_kbps,
         ffmpegPath: config.media.ffmpeg_path,
       });
+      overrides.onEncoder?.(encoder);
+      return encoder;
+    },
+    // Asked when an init arrives: a worker process declares what it can resume once it is ready.
+    checkContinuation: (state) => {
+      const kind = workers.map((w) => w.generator.continuationKind).find((k) => k !== undefined);
+      if (kind !== undefined && state.kind !== kind) {
+        return `continuation_state.kind: expected ${JSON.stringify(kind)}, got ${JSON.stringify(state.kind)}`;
+      }
+      // A worker process can answer once it is ready (it declared its kind); in-process generators always can.
+      const generators = workers.map((w) => w.generator).filter((g) => g.checkContinuation);
+      const checker = generators.find((g) => g.continuationKind !== undefined) ?? generators[0];
+      const problem = checker?.checkContinuation?.(state);
+      return problem === undefined ? undefined : `continuation_state.${problem}`;
+    },
+    openEventLog: (session) => {
+      const dir = config.logging.session_log_dir;
+      if (!dir) return undefined;
+      try {
+        return new SessionEventLog(dir, session.id, session.clientId, config.logging.session_log_max_bytes);
+      } catch (err) {
+        // The event log is best effort: a full or read-only disk must not cost the session.
+        logger.warn({ session: session.id, err }, 'cannot open the session event log');
+        return undefined;
+      }
+    },
+    releaseKey: (keyId) => {
+      access.closeSession(keyId).catch((err: unknown) => logger.error({ err }, 'session counter failed'));
     },
   };
 
-  const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
   let shuttingDown = false;
-  const routes = buildRoutes(context, () => shuttingDown);
-  const http: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const route = routes.get(path);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
-      return;
-    }
-    if (PROTECTED_ROUTES.has(path)) {
-      const decision = context.access.checkStatusRoute(req);
-      if (!decision.ok) {
-        refuseHttp(res, decision.refusal);
+  const endpoint = new StreamEndpoint({
+    services,
+    access,
+    logger,
+    metrics,
+    heartbeatMs: limits.heartbeat_interval_seconds * 1000,
+    initBytesInFlight: limits.init_bytes_in_flight,
+    maxFrameBytes: MAX_INIT_FRAME_BYTES,
+    isShuttingDown: () => shuttingDown,
+  });
+
+  const status = (): ServerStatus => ({
+    sessions: manager.registered,
+    pendingInits: manager.pending,
+    queueDepth: admission.queueDepth,
+    pool,
+    streamMode: config.streaming.stream_mode,
+    shuttingDown,
+  });
+  const routes = buildRoutes(status, metrics);
+  const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
+  const http: Server = createServer(
+    {
+      headersTimeout: limits.http_headers_timeout_seconds * 1000,
+      requestTimeout: limits.http_request_timeout_seconds * 1000,
+      // How often Node checks those two timeouts; a slowloris is dropped within a second of its deadline.
+      connectionsCheckingInterval: 1000,
+    },
+    (req: IncomingMessage, res: ServerResponse) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      const route = routes.get(path);
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
         return;
       }
-    }
-    const answer = route
-      ? Promise.resolve(route(req, res))
-      : serveStatic(webRoot, path, res).then((served) => {
-          if (!served) sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
-        });
-    answer.catch((err: unknown) => {
-      logger.error({ err, path }, 'route failed');
-      if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
-    });
-  });
+      if (PROTECTED_ROUTES.has(path)) {
+        const decision = access.checkStatusRoute(req);
+        if (!decision.ok) {
+          refuseHttp(res, decision.refusal);
+          return;
+        }
+      }
+      const answer = route
+        ? Promise.resolve(route(req, res))
+        : serveStatic(webRoot, path, res).then((served) => {
+            if (!served) sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
+          });
+      answer.catch((err: unknown) => {
+        logger.error({ err, path }, 'route failed');
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
+      });
+    },
+  );
+  http.maxConnections = limits.max_connections;
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => endpoint.handleUpgrade(req, socket, head));
 
-  // ws closes 1009 itself past maxPayload; frames between the control limit and this are
-  // refused by the driver with an error frame first.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_INIT_FRAME_BYTES, perMessageDeflate: false });
-  const upgrading = new UpgradeSockets();
-  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    upgrading.adopt(socket, (err) => logger.debug({ err, ip: remoteAddress(socket) }, 'upgrade socket error'));
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== STREAM_PATH) return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}`);
-    if (shuttingDown) return refuseUpgrade(socket, 503, 'server is shutting down');
-    const decision = context.access.checkUpgrade(req);
-    if (!decision.ok) {
-      logger.info({ status: decision.refusal.status, reason: decision.refusal.reason, ip: remoteAddress(socket) }, 'upgrade refused');
-      const headers: Record<string, string> = decision.refusal.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {};
-      return refuseUpgrade(socket, decision.refusal.status, decision.refusal.reason, headers);
-    }
-    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      upgrading.release(socket);
-      alive.set(ws, true);
-      ws.on('pong', () => alive.set(ws, true));
-      SessionDriver.open(context, ws, decision.keyId);
-    });
-  });
-
-  // Heartbeats: a peer that did not answer the last ping is dead (no FIN ever came);
-  // terminating it ends its session and frees its worker.
-  const alive = new WeakMap<WebSocket, boolean>();
-  const heartbeatMs = config.limits.heartbeat_interval_seconds * 1000;
-  const heartbeat =
-    heartbeatMs > 0
-      ? setInterval(() => {
-          for (const ws of wss.clients) {
-            if (!alive.get(ws)) {
-              ws.terminate();
-              continue;
-            }
-            alive.set(ws, false);
-            ws.ping();
-          }
-        }, heartbeatMs)
-      : undefined;
-  heartbeat?.unref();
+  const nofile = openFileLimit();
+  // Each session may hold its socket, an encoder's pipes and a temp file; a worker process its pipes.
+  const fdsNeeded = limits.max_connections + config.streaming.max_sessions * 5 + config.pool.workers * 4 + 64;
+  if (nofile !== undefined && fdsNeeded > nofile) {
+    logger.warn({ open_file_limit: nofile, needed: fdsNeeded }, 'the open-file limit is below what the configured limits can use; raise it (ulimit -n) or lower limits.max_connections / streaming.max_sessions');
+  }
 
   // The reaper: FastVideo leaves reap_timed_out unwired; here it runs for every state.
-  const reaper = setInterval(() => {
-    for (const id of manager.reapTimedOut()) drivers.get(id)?.timeOut();
-  }, config.streaming.reaper_interval_ms);
+  // It judges after pending I/O, so frames that arrived during a stall count as activity.
+  const reaper = setInterval(
+    () =>
+      setImmediate(() => {
+        for (const id of manager.reapTimedOut()) manager.handle(id)?.timeOut();
+      }),
+    config.streaming.reaper_interval_ms,
+  );
   reaper.unref();
 
   let baseUrl = '';
   return {
-    context,
+    policy,
+    logger,
     get url() {
       return baseUrl;
     },
@@ -298,6 +384,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
           http.off('error', reject);
           // HTTP is up before workers warm, so probes answer (503 warming) during warmup.
           pool.start();
+          openingFrames.warm();
           const address = http.address() as AddressInfo;
           const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           baseUrl = `http://${host}:${address.port}`;
@@ -305,15 +392,31 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         });
       });
     },
+    async inspect() {
+      return {
+        sessions: manager.handles().map((driver) => driver.view()),
+        registered: manager.registered,
+        pendingInits: manager.pending,
+        queueDepth: admission.queueDepth,
+        workers: { total: pool.total, available: pool.available },
+        initBytesInFlight: endpoint.initBytesInFlight,
+        upgradeSockets: endpoint.upgradeSockets,
+        tempBytes: tempFiles.bytes,
+        tempDir: tempFiles.dir,
+        storedStates: await store.size(),
+        rateLimitKeys: access.trackedAddresses,
+      };
+    },
     async close(graceMs = config.server.shutdown_grace_seconds * 1000) {
       shuttingDown = true;
       clearInterval(reaper);
-      clearInterval(heartbeat);
-      await Promise.allSettled([...drivers.values()].map((driver) => driver.shutdown(graceMs)));
-      for (const client of wss.clients) client.terminate();
-      upgrading.destroyAll();
-      wss.close();
+      await Promise.allSettled(manager.handles().map((driver) => driver.shutdown(graceMs)));
+      endpoint.close();
+      admission.close();
       await pool.stop(config.generator.worker.shutdown_grace_ms);
+      await openingFrames.close();
+      await store.close();
+      tempFiles.dispose();
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeAllConnections();
       await closed;

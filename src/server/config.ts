@@ -22,20 +22,40 @@ const ServerSection = z
   })
   .prefault({});
 
+const MiB = 1024 * 1024;
+
 const LimitsSection = z
   .strictObject({
-    /** Largest client frame after the opening one; larger closes 1009. */
-    max_control_frame_bytes: positiveInt.default(1024 * 1024),
-    /** Per-connection send backlog (bytes) past which media sends wait (the session's generation pauses). */
-    send_high_water_bytes: positiveInt.default(8 * 1024 * 1024),
-    /** Backlog level at which a waiting sender resumes. */
-    send_low_water_bytes: nonNegativeInt.default(2 * 1024 * 1024),
+    /** Largest client frame after the opening one; refused (close 1009) as soon as its header is read. */
+    max_control_frame_bytes: positiveInt.default(MiB),
+    /** Largest continuation state a client may hand in with its init (serialised JSON bytes). */
+    max_continuation_state_bytes: positiveInt.default(8 * MiB),
+    /** Per-connection send backlog past which media sends wait and the client's frames stop being read. */
+    send_high_water_bytes: positiveInt.default(8 * MiB),
+    /** Backlog level at which a waiting sender resumes and reading resumes. */
+    send_low_water_bytes: nonNegativeInt.default(2 * MiB),
+    /** Backlog past which the client is closed 1013 at once (it asked for more than it reads). */
+    send_hard_limit_bytes: positiveInt.default(32 * MiB),
     /** A client whose backlog stays above the high watermark this long is closed 1013. */
     client_stall_timeout_seconds: z.number().positive().default(20),
     /** WebSocket ping interval; a peer that misses a pong by the next ping is terminated. 0 = off. */
     heartbeat_interval_seconds: z.number().min(0).default(15),
-    /** New WebSocket connections per client IP per minute; 0 = unlimited. */
+    /** New WebSocket connections per client network (see docs/operations.md) per minute; 0 = unlimited. */
     connections_per_minute_per_ip: nonNegativeInt.default(0),
+    /** A connection must send its session_init_v2 this soon after the upgrade. */
+    init_timeout_seconds: z.number().positive().default(10),
+    /** Connections that have not sent their init yet, at most; counted apart from sessions. */
+    max_pending_inits: positiveInt.default(64),
+    /** Bytes of opening frames being received or parsed at once, over all connections. */
+    init_bytes_in_flight: positiveInt.default(256 * MiB),
+    /** Open TCP connections at most (HTTP, upgrades and sessions); further ones are dropped at accept. */
+    max_connections: positiveInt.default(1024),
+    /** An HTTP request (upgrades included) must deliver its headers this soon. */
+    http_headers_timeout_seconds: z.number().positive().default(10),
+    /** An HTTP request must be complete this soon. */
+    http_request_timeout_seconds: z.number().positive().default(30),
+    /** Initial-image bytes held in temp files at once, over all sessions. */
+    max_temp_bytes: positiveInt.default(1024 * MiB),
   })
   .prefault({});
 
@@ -158,6 +178,8 @@ const LoggingSection = z
   .strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     session_log_dir: z.string().min(1).optional(),
+    /** Bytes one session's event log may grow to; then it records that it stopped. */
+    session_log_max_bytes: positiveInt.default(MiB),
   })
   .prefault({});
 
@@ -174,8 +196,18 @@ export const ServeConfigSchema = z
     auth: AuthSection,
   })
   .superRefine((config, ctx) => {
-    if (config.limits.send_low_water_bytes >= config.limits.send_high_water_bytes) {
+    const limits = config.limits;
+    if (limits.send_low_water_bytes >= limits.send_high_water_bytes) {
       ctx.addIssue({ code: 'custom', path: ['limits', 'send_low_water_bytes'], message: 'must be below limits.send_high_water_bytes' });
+    }
+    // A snapshot reply carries the state twice; it must fit between the watermark and the ceiling.
+    const largestReply = 2 * limits.max_continuation_state_bytes + MiB;
+    if (limits.send_hard_limit_bytes < limits.send_high_water_bytes + largestReply) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limits', 'send_hard_limit_bytes'],
+        message: `must be at least send_high_water_bytes + 2 x max_continuation_state_bytes + 1 MiB (${limits.send_high_water_bytes + largestReply})`,
+      });
     }
     const ids = config.pool.gpu_ids;
     if (ids && ids.length !== config.pool.workers) {

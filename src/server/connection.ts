@@ -1,38 +1,66 @@
 import type { WebSocket } from 'ws';
+import { Notifier } from '../async/index.js';
 import { encodeServerMessage, type ServerMessage } from '../protocol/index.js';
+import { onOversizeFrame, setMaxFrameBytes } from './frame-limit.js';
 
-export interface ConnectionOptions {
-  /** Bytes handed to the socket but not yet written, past which binary sends wait. */
+export interface ConnectionLimits {
+  /** Backlog (bytes handed to the socket, not yet written) past which the client's frames stop being read and media sends wait. */
   highWaterBytes: number;
-  /** Level the backlog must fall to before a waiting sender resumes. */
+  /** Backlog at which reading and waiting senders resume. */
   lowWaterBytes: number;
-  /** How long the backlog may stay above the high watermark before `onStall` runs. */
+  /** Backlog past which the client is given up on at once. */
+  hardLimitBytes: number;
+  /** How long the backlog may stay above the high watermark before the client is given up on. */
   stallTimeoutMs: number;
+}
+
+export interface ConnectionHooks {
   /** Told every change of the backlog (bytes, frames), so the server can sum all connections' into a gauge. */
   onBacklogChange?: (deltaBytes: number, deltaFrames: number) => void;
 }
 
+/** An incoming frame: a WebSocket message, or a ping the server owes a pong for. */
+type Incoming = { kind: 'message'; data: Buffer; isBinary: boolean } | { kind: 'ping'; data: Buffer };
+
 /**
- * The server's side of one WebSocket: ordered JSON and binary sends with a byte-counted
- * backlog (ws's `bufferedAmount` stays 0 until megabytes sit in kernel buffers, so it
- * cannot be used for backpressure), and a close that always follows the frames before it.
+ * The server's side of one WebSocket, with one memory budget for everything sent on it.
+ *
+ * Every frame the server sends (media, JSON replies, errors, pongs) counts in one byte
+ * backlog; `ws`'s `bufferedAmount` stays 0 until megabytes sit in kernel buffers, so the
+ * connection counts itself, from send to send callback. Past the high watermark the
+ * client's socket is no longer read, so its requests stop producing replies (frames
+ * `ws` had already parsed are held and handled, in order, once the backlog drains), and
+ * media senders wait. A client over the hard ceiling, or above the high watermark for the
+ * stall timeout, is reported through `onGiveUp`.
  */
 export class ClientConnection {
   private backlogBytes = 0;
-  private drainWaiters: (() => void)[] = [];
+  private readonly drained = new Notifier();
   private closing = false;
+  /** Why reading is paused: the send budget, or a step that must finish before the next frame is handled. */
+  private readonly pausedFor = new Set<'budget' | 'init'>();
+  private readonly held: Incoming[] = [];
   private stallTimer: NodeJS.Timeout | undefined;
-  /** Runs when the client stayed behind for `stallTimeoutMs` (it stopped reading). */
-  onStall: (() => void) | undefined;
+  private handler: ((data: Buffer, isBinary: boolean) => void) | undefined;
+  /** The client stopped reading: its backlog passed the ceiling, or stayed high past the stall timeout. */
+  onGiveUp: ((reason: 'hard_limit' | 'stall') => void) | undefined;
+  /** The client sent a frame over the current size limit (refused at its header). */
+  onOversize: (() => void) | undefined;
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly options: ConnectionOptions,
+    private readonly limits: ConnectionLimits,
+    private readonly hooks: ConnectionHooks = {},
   ) {
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.receive({ kind: 'message', data, isBinary }));
+    // Pongs are sent by this class (the server is created with autoPong off), so they count in the backlog.
+    ws.on('ping', (data: Buffer) => this.receive({ kind: 'ping', data }));
     ws.on('close', () => {
       clearTimeout(this.stallTimer);
-      this.releaseWaiters();
+      this.held.length = 0;
+      this.drained.notify();
     });
+    onOversizeFrame(ws, () => this.onOversize?.());
   }
 
   /** True while frames can still be sent. */
@@ -44,70 +72,159 @@ export class ClientConnection {
     return this.backlogBytes;
   }
 
+  /**
+   * Holds the client's frames (and stops reading its socket) until `resumeReading` with
+   * the same reason; used while the opening frame is applied.
+   */
+  pauseReading(reason: 'init'): void {
+    this.pause(reason);
+  }
+
+  resumeReading(reason: 'init'): void {
+    this.unpause(reason);
+  }
+
+  /** Handles the client's frames, one at a time, in order, while the budget allows reading. */
+  onMessage(handler: (data: Buffer, isBinary: boolean) => void): void {
+    this.handler = handler;
+  }
+
+  /**
+   * Largest frame accepted from now on; a larger one is refused as soon as its header is
+   * read. False when this `ws` does not allow it (the caller checks sizes itself then).
+   */
+  limitFrames(bytes: number): boolean {
+    return setMaxFrameBytes(this.ws, bytes);
+  }
+
   send(message: ServerMessage): void {
     if (!this.open) return;
     this.write(encodeServerMessage(message), false);
   }
 
-  /** Sends one binary frame; resolves once the backlog is below the high watermark. */
+  /** Sends a text frame encoded beforehand (a reply sent many times is encoded once). */
+  sendEncoded(text: string): void {
+    if (!this.open) return;
+    this.write(text, false);
+  }
+
+  /** Sends one binary frame; resolves once the backlog is back at the low watermark or the connection is gone. */
   async sendBinary(data: Buffer): Promise<void> {
     if (!this.open) return;
     this.write(data, true);
-    if (this.backlogBytes > this.options.highWaterBytes) {
-      // The sender (the session's media pump, hence its generation) waits here; a client
-      // that never catches up is closed rather than allowed to hold memory and a worker.
-      this.stallTimer ??= setTimeout(() => this.onStall?.(), this.options.stallTimeoutMs);
-      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    }
+    while (this.open && this.backlogBytes > this.limits.highWaterBytes) await this.drained.wait();
   }
 
   /**
-   * Closes and, if the peer does not complete the close handshake within `graceMs`
-   * (a client that stopped reading never will), drops the TCP connection.
+   * Closes, and if the peer does not complete the close handshake within `graceMs` (a
+   * client that stopped reading never will), drops the TCP connection.
    */
-  closeAndTerminate(code: number, reason: string, graceMs: number): void {
+  closeAndDrop(code: number, reason: string, graceMs: number): void {
     this.close(code, reason);
     const timer = setTimeout(() => this.ws.terminate(), graceMs);
     timer.unref();
     this.ws.once('close', () => clearTimeout(timer));
   }
 
-  /** Drops the TCP connection at once (dead peer). */
-  terminate(): void {
-    this.closing = true;
-    this.ws.terminate();
-    this.releaseWaiters();
-  }
-
   /** Sends a close frame after everything already queued. Idempotent. */
   close(code: number, reason = ''): void {
     if (this.closing) return;
     this.closing = true;
+    this.held.length = 0;
+    // Read again so the peer's close frame is seen and the handshake completes; frames
+    // that arrive meanwhile are dropped (see receive()).
+    this.pausedFor.clear();
+    this.ws.resume();
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       // Close reasons are limited to 123 bytes by RFC 6455.
       this.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
     }
-    this.releaseWaiters();
+    this.drained.notify();
+  }
+
+  private get readingPaused(): boolean {
+    return this.pausedFor.size > 0;
+  }
+
+  private pause(reason: 'budget' | 'init'): void {
+    if (this.pausedFor.has(reason)) return;
+    this.pausedFor.add(reason);
+    this.ws.pause();
+  }
+
+  /** Handles held frames, then reads again, unless something else still holds reading. */
+  private unpause(reason: 'budget' | 'init'): void {
+    if (!this.pausedFor.delete(reason)) return;
+    // Held frames go first; one of them may pause reading anew.
+    while (!this.readingPaused && !this.closing && this.held.length > 0) this.dispatch(this.held.shift() as Incoming);
+    if (!this.readingPaused && !this.closing) this.ws.resume();
+  }
+
+  private receive(frame: Incoming): void {
+    if (this.closing) return;
+    if (this.readingPaused || this.held.length > 0) {
+      this.held.push(frame);
+      return;
+    }
+    this.dispatch(frame);
+  }
+
+  private dispatch(frame: Incoming): void {
+    if (frame.kind === 'ping') {
+      if (this.open) this.pong(frame.data);
+      return;
+    }
+    this.handler?.(frame.data, frame.isBinary);
+  }
+
+  private pong(data: Buffer): void {
+    const size = data.length + 2;
+    this.account(size, 1);
+    this.ws.pong(data, false, () => this.written(size));
   }
 
   private write(data: string | Buffer, binary: boolean): void {
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-    this.backlogBytes += size;
-    this.options.onBacklogChange?.(size, 1);
-    this.ws.send(data, { binary }, () => {
-      this.backlogBytes -= size;
-      this.options.onBacklogChange?.(-size, -1);
-      if (this.backlogBytes <= this.options.lowWaterBytes) {
-        clearTimeout(this.stallTimer);
-        this.stallTimer = undefined;
-        this.releaseWaiters();
-      }
-    });
+    this.account(size, 1);
+    this.ws.send(data, { binary }, () => this.written(size));
   }
 
-  private releaseWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const resolve of waiters) resolve();
+  private account(size: number, frames: number): void {
+    this.backlogBytes += size;
+    this.hooks.onBacklogChange?.(size, frames);
+    if (this.backlogBytes > this.limits.hardLimitBytes) {
+      this.onGiveUp?.('hard_limit');
+      return;
+    }
+    if (this.backlogBytes > this.limits.highWaterBytes && !this.pausedFor.has('budget')) {
+      this.pause('budget');
+      this.stallTimer ??= setTimeout(() => this.judgeStall(), this.limits.stallTimeoutMs);
+    }
+  }
+
+  private written(size: number): void {
+    this.backlogBytes -= size;
+    this.hooks.onBacklogChange?.(-size, -1);
+    if (this.backlogBytes <= this.limits.lowWaterBytes) this.relieved();
+  }
+
+  /** The backlog drained: wake senders, handle held frames, read again. */
+  private relieved(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    this.drained.notify();
+    this.unpause('budget');
+  }
+
+  /**
+   * The stall timer fired. After an event-loop stall, timers run before the I/O that
+   * piled up meanwhile, and that I/O may be the very writes that drained this backlog:
+   * judge only once it has been handled.
+   */
+  private judgeStall(): void {
+    setImmediate(() => {
+      this.stallTimer = undefined;
+      if (this.open && this.backlogBytes > this.limits.highWaterBytes) this.onGiveUp?.('stall');
+    });
   }
 }

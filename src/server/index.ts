@@ -1,3 +1,6 @@
-export { createLivegenServer, STREAM_PATH, type LivegenServer, type ServerOverrides } from './app.js';
+export { createLivegenServer, STREAM_PATH, type LivegenServer, type ServerOverrides, type ServerSnapshot } from './app.js';
 export { ConfigError, loadConfigFile, mergeConfigInput, parseConfig, readConfigInput, ServeConfigSchema, type ServeConfig, type ServeConfigInput } from './config.js';
+export { MAX_INIT_FRAME_BYTES, sessionPolicyFrom, type SessionPolicy } from './policy.js';
+export { openingFrameLimits, parseOpeningFrame, type OpeningFrame } from './opening-frame.js';
 export { RepeatLastPromptExtender, type PromptExtender, type PromptExtensionContext } from './prompt-extender.js';
+export type { SessionView } from './session-driver.js';

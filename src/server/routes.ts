@@ -1,10 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ServerContext } from './context.js';
+import type { WorkerPool } from '../pool/index.js';
+import type { ServerMetrics } from './metrics.js';
 
 /** Answers one HTTP request, or returns false when no route matches. */
 export type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
 
 const SERVICE = 'livegen';
+
+/** What the HTTP routes report, read at request time. */
+export interface ServerStatus {
+  /** Sessions whose init arrived. */
+  sessions: number;
+  /** Connections that have not sent their init yet. */
+  pendingInits: number;
+  queueDepth: number;
+  pool: WorkerPool;
+  /** The server's default stream mode (config `streaming.stream_mode`). */
+  streamMode: string;
+  shuttingDown: boolean;
+}
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -12,31 +26,33 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-function readiness(ctx: ServerContext) {
-  const ready = ctx.pool.ready;
+function readiness(status: ServerStatus) {
+  const { pool } = status;
+  const ready = pool.ready;
   return {
     status: ready > 0 ? 'ready' : 'warming',
     service: SERVICE,
     ready_gpu_workers: ready,
-    total_gpus: ctx.pool.total,
-    available_gpus: ctx.pool.available,
-    warmup_successful_gpus: Object.values(ctx.pool.status()).filter((w) => w.warmup_success).length,
-    warmup_failed_gpus: Object.values(ctx.pool.status()).filter((w) => w.warmup_enabled && !w.warmup_success && w.warmup_error).length,
-    queue_size: ctx.admission.queueDepth,
+    total_gpus: pool.total,
+    available_gpus: pool.available,
+    warmup_successful_gpus: Object.values(pool.status()).filter((w) => w.warmup_success).length,
+    warmup_failed_gpus: Object.values(pool.status()).filter((w) => w.warmup_enabled && !w.warmup_success && w.warmup_error).length,
+    queue_size: status.queueDepth,
     ts: new Date().toISOString(),
   };
 }
 
 /** The HTTP routes of PROTOCOL.md "Endpoints". */
-export function buildRoutes(ctx: ServerContext, isShuttingDown: () => boolean): Map<string, Route> {
+export function buildRoutes(current: () => ServerStatus, metrics: ServerMetrics): Map<string, Route> {
   return new Map<string, Route>([
     [
       '/health',
       (_req, res) =>
         sendJson(res, 200, {
           status: 'ok',
-          sessions: ctx.manager.size,
-          stream_mode: ctx.config.streaming.stream_mode,
+          sessions: current().sessions,
+          pending_inits: current().pendingInits,
+          stream_mode: current().streamMode,
           service: SERVICE,
           ts: new Date().toISOString(),
         }),
@@ -45,19 +61,21 @@ export function buildRoutes(ctx: ServerContext, isShuttingDown: () => boolean): 
     [
       '/readyz',
       (_req, res) => {
-        const body = readiness(ctx);
-        if (isShuttingDown()) body.status = 'warming';
+        const status = current();
+        const body = readiness(status);
+        if (status.shuttingDown) body.status = 'warming';
         sendJson(res, body.status === 'ready' ? 200 : 503, body);
       },
     ],
     [
       '/status',
       (_req, res) => {
-        const gpuStatus = ctx.pool.status();
+        const { pool, queueDepth } = current();
+        const gpuStatus = pool.status();
         sendJson(res, 200, {
-          total_gpus: ctx.pool.total,
-          available_gpus: ctx.pool.available,
-          queue_size: ctx.admission.queueDepth,
+          total_gpus: pool.total,
+          available_gpus: pool.available,
+          queue_size: queueDepth,
           warmup_enabled: Object.values(gpuStatus).some((w) => w.warmup_enabled),
           warmup_successful_gpus: Object.values(gpuStatus).filter((w) => w.warmup_success).length,
           warmup_failed_gpus: Object.values(gpuStatus).filter((w) => w.warmup_enabled && !w.warmup_success && w.warmup_error).length,
@@ -68,8 +86,8 @@ export function buildRoutes(ctx: ServerContext, isShuttingDown: () => boolean): 
     [
       '/metrics',
       async (_req, res) => {
-        const text = await ctx.metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType });
+        const text = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(text);
       },
     ],

@@ -1,56 +1,77 @@
-import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { ContinuationState, SegmentRequest } from '../generation/types.js';
+import type { ContinuationState } from '../core/index.js';
+import type { AudioFormat } from '../generation/types.js';
 import type { SegmentEncoder } from '../media/index.js';
 import type { WorkerSlot } from '../pool/index.js';
 import {
-  CloseCode,
-  ErrorCode,
-  MAX_INITIAL_IMAGE_BYTES,
-  SessionInitV2Schema,
-  StreamCompleteReason,
   buildServerMessage,
+  CloseCode,
+  encodeServerMessage,
+  ErrorCode,
   errorMessage,
   parseClientMessage,
+  SessionInitV2Schema,
   snapshotMessage,
   type ClientMessage,
-  type PromptSource,
-  type SegmentPromptSource,
-  type SessionInitV2,
 } from '../protocol/index.js';
-import { Session, SessionRejected, SessionState } from '../session/index.js';
-import { AdmissionTimeout, QueueFull } from './admission.js';
-import { ClientConnection } from './connection.js';
-import type { ServerContext } from './context.js';
-import { InitImageFile } from './init-image.js';
-import { runSegment } from './segment-runner.js';
-import { SessionEventLog } from './session-log.js';
+import { AdmissionTimeout, QueueFull, SessionRejected, SessionState, type AdmissionBackend, type Session, type SessionRegistry } from '../session/index.js';
+import type { ContinuationStore } from '../store/index.js';
+import { ClientConnection, type ConnectionHooks, type ConnectionLimits } from './connection.js';
+import { endingSpec, type Ending } from './endings.js';
+import type { InitImageFile, TempFiles } from './init-image.js';
+import type { ServerMetrics } from './metrics.js';
+import type { OpeningFrame, OpeningFrameParser, SessionInit } from './opening-frame.js';
+import type { SessionPolicy } from './policy.js';
+import type { PromptExtender } from './prompt-extender.js';
+import { runSegmentJob, type SegmentJob, type SegmentPorts } from './segment.js';
+import { jobFromRequest, SegmentScheduler } from './segment-scheduler.js';
+import type { SessionEventLog } from './session-log.js';
+import { StoreError, toWireError } from './wire-errors.js';
 
-/** The opening frame may carry a 32 MiB image as base64 (4/3 larger) plus the other fields. */
-export const MAX_INIT_FRAME_BYTES = Math.ceil((MAX_INITIAL_IMAGE_BYTES * 4) / 3) + 1024 * 1024;
-
-/** A segment the session will run: what to generate and why. */
-interface SegmentJob {
-  prompt: string;
-  source: PromptSource;
-  negativePrompt?: string;
-  seed?: number;
-  steps?: number;
-  guidanceScale?: number;
-  receivedAt: number;
+/** What a session needs from the server, composed once in `createLivegenServer`. */
+export interface SessionServices {
+  policy: SessionPolicy;
+  registry: SessionRegistry<SessionDriver>;
+  admission: AdmissionBackend<WorkerSlot>;
+  store: ContinuationStore;
+  extender: PromptExtender;
+  openingFrames: OpeningFrameParser;
+  tempFiles: TempFiles;
+  metrics: ServerMetrics;
+  logger: Logger;
+  connection: { limits: ConnectionLimits; hooks: ConnectionHooks };
+  /** Starts a segment encoder for a stream mode (ffmpeg takes tens of ms to start). */
+  createEncoder(mode: Session['streamMode'], audio: AudioFormat | null): SegmentEncoder;
+  /** Why the workers cannot resume from a client's state, or undefined when they can. */
+  checkContinuation(state: ContinuationState): string | undefined;
+  /** Opens the session's JSONL event log, when session logs are on. */
+  openEventLog(session: Session): SessionEventLog | undefined;
+  /** The session's API key stops counting against its concurrent-session limit. */
+  releaseKey(keyId: string | undefined): void;
+  /** Told when the opening frame has arrived (or the connection is gone), for the init byte budget. */
+  initReceived(ws: WebSocket): void;
 }
 
-/** How a session ended, decided once by `end()`. */
-type Ending =
-  | { kind: 'segment_cap' }
-  | { kind: 'timeout' }
-  | { kind: 'left' }
-  | { kind: 'rejected'; code: ErrorCode; message: string; close: number }
-  | { kind: 'queue_timeout'; message: string }
-  | { kind: 'failed'; code: ErrorCode; message: string; retryable: boolean }
-  | { kind: 'too_large'; message: string }
-  | { kind: 'slow_client' }
-  | { kind: 'shutdown' };
+/** What operations and tests can see of a running session. */
+export interface SessionView {
+  id: string;
+  state: SessionState;
+  clientId: string | undefined;
+  streamMode: Session['streamMode'];
+  segmentIdx: number;
+  generationPaused: boolean;
+  loopGenerationEnabled: boolean;
+  autoExtensionEnabled: boolean;
+  singleClipMode: boolean;
+  enhancementEnabled: boolean;
+  curatedPrompts: string[];
+  /** Unknown init fields, kept. */
+  metadata: Record<string, unknown>;
+  gpuId: number | undefined;
+  sendBacklogBytes: number;
+  encoderPid: number | undefined;
+}
 
 class SessionEnded extends Error {
   override readonly name = 'SessionEnded';
@@ -59,175 +80,201 @@ class SessionEnded extends Error {
 /**
  * The story of one connection's session, top to bottom:
  *
- *   register → wait for `session_init_v2` → apply it → admit (queue or bind) →
- *   `gpu_assigned`, `active`, `ltx2_stream_start` → serve segments until the cap,
- *   a timeout, the client leaving or a failure → clean up, always.
+ *   register → receive and check `session_init_v2` → apply it → admit (queue or bind) →
+ *   `gpu_assigned`, `active`, `ltx2_stream_start` → serve segments until the cap, a
+ *   timeout, the client leaving or a failure → end (the table in endings.ts) → clean up.
  *
  * Control frames (toggles, `snapshot_state`) are answered as they arrive, even while a
- * segment runs; segment requests wait in a bounded per-session queue.
+ * segment runs; segment requests wait in the scheduler's bounded queue.
  */
 export class SessionDriver {
-  readonly session: Session;
   private readonly connection: ClientConnection;
-  /** Aborted when the session ends for any reason; every wait races it. */
+  /** Aborted when the session ends for any reason; every wait in the story races it. */
   private readonly lifetime = new AbortController();
   private ending: Ending | undefined;
-  private initReceived = false;
-  private resolveInit: ((message: SessionInitV2) => void) | undefined;
-  private readonly pending: SegmentJob[] = [];
-  private wake: (() => void) | undefined;
-  private segmentRunning = false;
-  private segmentAbort: AbortController | undefined;
+  private openingFrame: Promise<OpeningFrame> | undefined;
+  private openingArrived: (() => void) | undefined;
+  private readonly scheduler: SegmentScheduler;
   private slot: WorkerSlot | undefined;
   private nextEncoder: SegmentEncoder | undefined;
   private runningEncoder: SegmentEncoder | undefined;
+  private runningSegment: { done: Promise<void>; abort: AbortController } | undefined;
+  private stopping = false;
   private initImage: InitImageFile | undefined;
   private eventLog: SessionEventLog | undefined;
-  private lastPrompt: string | undefined;
-  private loopCursor = 0;
   private ptsBaseMs = 0;
-  /** Settles when the running segment (if any) has finished, for a graceful shutdown. */
-  private currentSegment: Promise<void> | undefined;
-  private stopping = false;
-  /** Settles once the init's image and continuation state are stored (or the session ended). */
-  private initApplied: Promise<void> = Promise.resolve();
   private readonly finished: Promise<void>;
 
   private constructor(
-    private readonly ctx: ServerContext,
-    ws: WebSocket,
-    session: Session,
+    private readonly services: SessionServices,
+    private readonly ws: WebSocket,
+    readonly session: Session,
     private readonly keyId: string | undefined,
   ) {
-    this.session = session;
-    this.connection = new ClientConnection(ws, ctx.connectionOptions);
-    this.connection.onStall = () => this.end({ kind: 'slow_client' });
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      // A bug in handling one frame ends this session, never the process.
-      try {
-        this.onFrame(data, isBinary);
-      } catch (err) {
-        ctx.logger.error({ session: session.id, err }, 'frame handling failed');
-        this.end({ kind: 'failed', code: ErrorCode.INTERNAL_ERROR, message: 'internal error', retryable: true });
-      }
-    });
+    const { policy, connection } = services;
+    this.connection = new ClientConnection(ws, connection.limits, connection.hooks);
+    this.connection.onGiveUp = (why) =>
+      this.end({
+        kind: 'slow_client',
+        message: why === 'stall' ? 'client is not reading fast enough: closing' : 'client asked for more than it reads: closing',
+      });
+    this.connection.onOversize = () =>
+      this.end({ kind: 'too_large', message: `frame exceeds the ${this.openingFrame ? policy.frames.controlFrameBytes : policy.frames.initFrameBytes}-byte limit` });
+    this.connection.onMessage((data, isBinary) => this.onFrame(data, isBinary));
     ws.on('close', () => this.end({ kind: 'left' }));
-    ws.on('error', (err) => ctx.logger.warn({ session: session.id, err }, 'socket error'));
+    ws.on('error', (err) => services.logger.debug({ session: session.id, err }, 'socket error'));
+    this.scheduler = new SegmentScheduler(session, services.extender, policy.maxPendingRequests, () => performance.now(), (err) =>
+      services.logger.warn({ session: session.id, err }, 'prompt extender failed; going on with the last prompt'),
+    );
     this.finished = this.run();
   }
 
   /**
-   * Registers a session for a new connection, or rejects it (`session_rejected`, close 1013)
-   * when the server holds its maximum. Returns the driver, whose `done` settles at the end.
+   * Registers a session for a new connection and starts its story. Throws
+   * `SessionRejected` when the server holds its maximum of connections waiting to
+   * initialise; the caller refuses the connection.
    */
-  static open(ctx: ServerContext, ws: WebSocket, keyId: string | undefined = undefined): SessionDriver | undefined {
-    const refuse = (message: string, close: number, reason: string): undefined => {
-      // A reset while the refusal goes out must not become an unhandled 'error' event.
-      ws.on('error', () => undefined);
-      const connection = new ClientConnection(ws, ctx.connectionOptions);
-      connection.send(errorMessage(ErrorCode.SESSION_REJECTED, message, true));
-      connection.close(close, reason);
-      ctx.metrics.sessionRejected();
-      return undefined;
-    };
-    if (!ctx.access.openSession(keyId)) {
-      return refuse('this API key holds its maximum of concurrent sessions', CloseCode.POLICY_VIOLATION, 'session limit for this key');
-    }
-    let session: Session;
-    try {
-      session = ctx.manager.create();
-    } catch (err) {
-      ctx.access.closeSession(keyId);
-      if (!(err instanceof SessionRejected)) throw err;
-      return refuse(`server is full: ${err.message}`, CloseCode.TRY_AGAIN_LATER, 'server full');
-    }
-    const driver = new SessionDriver(ctx, ws, session, keyId);
-    ctx.drivers.set(session.id, driver);
+  static open(services: SessionServices, ws: WebSocket, keyId: string | undefined): SessionDriver {
+    let driver: SessionDriver | undefined;
+    services.registry.create((session) => (driver = new SessionDriver(services, ws, session, keyId)));
+    if (!driver) throw new Error('the registry did not build the session driver');
     return driver;
+  }
+
+  /** The server cannot take this session's opening frame now (the init-byte budget is spent). */
+  overloaded(message: string): void {
+    this.end({ kind: 'rejected', code: ErrorCode.SESSION_REJECTED, message, close: CloseCode.TRY_AGAIN_LATER });
   }
 
   get done(): Promise<void> {
     return this.finished;
   }
 
-  /** Bytes queued to this client but not yet written to its socket (for metrics and tests). */
-  get sendBacklogBytes(): number {
-    return this.connection.backlog;
-  }
-
-  /** Process id of the ffmpeg encoding the running segment, if any (operations and tests). */
-  get encoderPid(): number | undefined {
-    return this.runningEncoder?.pid;
+  view(): SessionView {
+    const s = this.session;
+    return {
+      id: s.id,
+      state: s.state,
+      clientId: s.clientId,
+      streamMode: s.streamMode,
+      segmentIdx: s.segmentIdx,
+      generationPaused: s.generationPaused,
+      loopGenerationEnabled: s.loopGenerationEnabled,
+      autoExtensionEnabled: s.autoExtensionEnabled,
+      singleClipMode: s.singleClipMode,
+      enhancementEnabled: s.enhancementEnabled,
+      curatedPrompts: [...s.curatedPrompts],
+      metadata: { ...s.metadata },
+      gpuId: s.gpuId,
+      sendBacklogBytes: this.connection.backlog,
+      encoderPid: this.runningEncoder?.pid,
+    };
   }
 
   // ---------------------------------------------------------------- the story
 
   private async run(): Promise<void> {
-    this.ctx.metrics.sessionOpened();
+    this.services.metrics.sessionOpened();
     try {
       const init = await this.receiveInit();
-      this.initApplied = this.applyInit(init);
-      await this.initApplied;
+      await this.applyInit(init);
       const slot = await this.admit();
       this.announceActive(slot);
-      await this.serveSegments();
+      await this.serveSegments(slot);
     } catch (err) {
       if (!(err instanceof SessionEnded) && !this.lifetime.signal.aborted) {
-        this.ctx.logger.error({ session: this.session.id, err }, 'session failed');
-        this.end({ kind: 'failed', code: ErrorCode.INTERNAL_ERROR, message: 'internal error', retryable: true });
+        this.services.logger.error({ session: this.session.id, err }, 'session failed');
+        this.end({ kind: 'failed', error: toWireError(err) });
       }
     } finally {
       await this.cleanup();
     }
   }
 
-  /** 1. The first frame must be a valid `session_init_v2`; anything else rejects the session. */
-  private receiveInit(): Promise<SessionInitV2> {
-    return this.untilEnded(
-      new Promise<SessionInitV2>((resolve) => {
-        this.resolveInit = resolve;
-      }),
-    );
+  /**
+   * 1. The first frame must be a valid `session_init_v2` (checked off the event loop when
+   * it is large); anything else rejects the session. Frames behind it wait until it is
+   * applied, so a toggle right after the init acts on the init's state.
+   */
+  private async receiveInit(): Promise<OpeningFrame & { ok: true }> {
+    await this.untilEnded(new Promise<void>((resolve) => (this.openingArrived = resolve)));
+    const parsed = await this.untilEnded(this.openingFrame as Promise<OpeningFrame>);
+    if (!parsed.ok) {
+      this.end({ kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message: parsed.message, close: CloseCode.UNSUPPORTED_DATA });
+      throw new SessionEnded();
+    }
+    const refusal = this.checkInit(parsed.init);
+    if (refusal) {
+      this.end(refusal);
+      throw new SessionEnded();
+    }
+    return parsed;
   }
 
-  /** 2. The initial image and any continuation state to resume (flags were set on arrival). */
-  private async applyInit(init: SessionInitV2): Promise<void> {
+  /** 2. Fields, initial image file and continuation state; from here on the session counts as registered. */
+  private async applyInit({ init, image }: OpeningFrame & { ok: true }): Promise<void> {
     const s = this.session;
-    if (init.initial_image) {
-      this.initImage = await InitImageFile.write(init.initial_image, this.ctx.tempDir);
-      if (this.lifetime.signal.aborted) throw new SessionEnded();
+    try {
+      this.services.registry.confirm(s.id);
+    } catch (err) {
+      if (!(err instanceof SessionRejected)) throw err;
+      this.end({ kind: 'rejected', code: ErrorCode.SESSION_REJECTED, message: `server is full: ${err.message}`, close: CloseCode.TRY_AGAIN_LATER });
+      throw new SessionEnded();
     }
+    s.clientId = init.client_id ?? undefined;
+    s.preset = init.preset ?? undefined;
+    s.presetLabel = init.preset_label ?? undefined;
+    s.curatedPrompts = [...init.curated_prompts];
+    s.enhancementEnabled = init.enhancement_enabled;
+    s.autoExtensionEnabled = init.auto_extension_enabled;
+    s.loopGenerationEnabled = init.loop_generation_enabled;
+    s.singleClipMode = init.single_clip_mode;
+    s.streamMode = init.stream_mode;
+    s.metadata = extraInitFields(init);
+    this.eventLog = this.services.openEventLog(s);
+    this.log('init', {
+      client_id: s.clientId,
+      preset: s.preset,
+      stream_mode: s.streamMode,
+      curated_prompts: s.curatedPrompts.length,
+      enhancement_enabled: s.enhancementEnabled,
+      has_initial_image: image !== undefined,
+      has_continuation_state: Boolean(init.continuation_state),
+    });
+    if (image) this.initImage = await this.untilEnded(this.services.tempFiles.writeImage(image.bytes, image.mime));
     if (init.continuation_state) {
       const state: ContinuationState = { kind: init.continuation_state.kind, payload: init.continuation_state.payload };
       s.continuationState = state;
-      await this.ctx.store.put(s.id, state);
-      if (this.lifetime.signal.aborted) throw new SessionEnded();
+      await this.untilEnded(this.storeState(state));
     }
+    this.connection.resumeReading('init');
   }
 
   /** 3. Bind a worker now, or wait in the FIFO queue with live positions. */
   private async admit(): Promise<WorkerSlot> {
-    const timeoutMs = this.ctx.config.streaming.queue_timeout_seconds * 1000;
-    let queued = false;
-    const waiter = {
-      sessionId: this.session.id,
-      onQueuePosition: (position: number, depth: number) =>
-        this.connection.send(buildServerMessage('queue_status', { position, queue_depth: depth })),
-    };
     const waitStarted = performance.now();
+    let queued = false;
     try {
-      const slot = await this.ctx.admission.admit(waiter, this.lifetime.signal, timeoutMs, () => {
-        queued = true;
-        this.session.transition(SessionState.QUEUED);
-        this.log('queued', {});
-      });
-      if (!queued) this.connection.send(buildServerMessage('queue_status', { position: 0, queue_depth: 0 }));
-      this.ctx.metrics.queueWait(performance.now() - waitStarted);
+      const slot = await this.services.admission.admit(
+        {
+          sessionId: this.session.id,
+          onPosition: (position, depth) => this.connection.send(buildServerMessage('queue_status', { position, queue_depth: depth })),
+        },
+        {
+          signal: this.lifetime.signal,
+          timeoutMs: this.services.policy.queueTimeoutMs,
+          onQueued: () => {
+            queued = true;
+            this.session.transition(SessionState.QUEUED);
+            this.log('queued', {});
+          },
+        },
+      );
       this.slot = slot;
+      if (!queued) this.connection.send(buildServerMessage('queue_status', { position: 0, queue_depth: 0 }));
+      this.services.metrics.queueWait(performance.now() - waitStarted);
       this.session.gpuId = slot.id;
       this.session.transition(SessionState.GPU_BINDING);
-      // Ended while the grant was in flight: give the worker straight back.
-      if (this.lifetime.signal.aborted) throw new SessionEnded();
       return slot;
     } catch (err) {
       if (err instanceof QueueFull) {
@@ -235,7 +282,7 @@ export class SessionDriver {
       } else if (err instanceof AdmissionTimeout) {
         this.end({ kind: 'queue_timeout', message: err.message });
       } else if (!this.lifetime.signal.aborted) {
-        throw err; // a bug, not an ending: run() reports it as internal_error
+        throw err; // not an ending: run() reports it
       }
       throw new SessionEnded();
     }
@@ -243,192 +290,95 @@ export class SessionDriver {
 
   /** 4. Tell the client it is live. */
   private announceActive(slot: WorkerSlot): void {
-    const { sampling } = this.ctx.config.default_request;
+    const { policy } = this.services;
     this.connection.send(
-      buildServerMessage('gpu_assigned', {
-        gpu_id: slot.id,
-        session_timeout: this.ctx.config.streaming.session_timeout_seconds,
-        model_id: slot.generator.modelId,
-      }),
+      buildServerMessage('gpu_assigned', { gpu_id: slot.id, session_timeout: policy.sessionTimeoutSeconds, model_id: slot.generator.modelId }),
     );
     this.session.transition(SessionState.ACTIVE);
-    this.connection.send(
-      buildServerMessage('ltx2_stream_start', {
-        preset: this.session.preset,
-        width: sampling.width,
-        height: sampling.height,
-        fps: sampling.fps,
-        num_frames: sampling.num_frames,
-      }),
-    );
+    const { width, height, fps, numFrames } = policy.sampling;
+    this.connection.send(buildServerMessage('ltx2_stream_start', { preset: this.session.preset, width, height, fps, num_frames: numFrames }));
     this.log('active', { gpu_id: slot.id });
   }
 
-  /** 5. Run segments one at a time until the session ends. */
-  private async serveSegments(): Promise<void> {
-    while (!this.lifetime.signal.aborted) {
-      if (this.stopping) {
-        // Shutting down: no new segment starts; shutdown() ends the session.
-        await this.untilEnded(new Promise<void>(() => undefined));
-        return;
-      }
-      if (this.session.segmentCapReached(this.ctx.manager.segmentCap)) {
+  /** 5. Run segments one at a time until the cap, a shutdown, or the end of the session. */
+  private async serveSegments(slot: WorkerSlot): Promise<void> {
+    const s = this.session;
+    const signal = this.lifetime.signal;
+    while (!signal.aborted) {
+      if (s.segmentCapReached(this.services.policy.segmentCap)) {
         this.end({ kind: 'segment_cap' });
         return;
       }
-      const job = this.session.generationPaused ? undefined : await this.nextJob();
-      if (this.lifetime.signal.aborted) return;
-      if (!job) {
-        await this.untilEnded(new Promise<void>((resolve) => (this.wake = resolve)));
-        continue;
-      }
-      this.currentSegment = this.runJob(job);
-      await this.currentSegment;
-      this.currentSegment = undefined;
+      const job = await this.untilEnded(this.scheduler.next(signal));
+      if (this.stopping) break;
+      await this.runSegment(slot, job);
     }
+    // Shutting down: no new segment starts; shutdown() ends the session.
+    await this.untilEnded(new Promise<void>(() => undefined));
   }
 
-  // ------------------------------------------------------------ segment work
-
-  /** Client requests first; then loop generation; then auto-extension. */
-  private async nextJob(): Promise<SegmentJob | undefined> {
-    const requested = this.pending.shift();
-    if (requested) return requested;
+  private async runSegment(slot: WorkerSlot, job: SegmentJob): Promise<void> {
     const s = this.session;
-    if (s.loopGenerationEnabled && s.curatedPrompts.length > 0) {
-      const prompt = s.curatedPrompts[this.loopCursor % s.curatedPrompts.length] as string;
-      this.loopCursor += 1;
-      return { prompt, source: 'curated', receivedAt: performance.now() };
-    }
-    if (s.autoExtensionEnabled && this.lastPrompt !== undefined) {
-      const prompt = await this.ctx.extender.next({
-        lastPrompt: this.lastPrompt,
-        curatedPrompts: s.curatedPrompts,
-        segmentIdx: s.segmentIdx,
-        signal: this.lifetime.signal,
-      });
-      // A request or a pause that arrived while the extender thought wins.
-      if (this.pending.length > 0 || s.generationPaused) return this.pending.shift();
-      return { prompt, source: 'auto_extension', receivedAt: performance.now() };
-    }
-    return undefined;
-  }
-
-  private async runJob(job: SegmentJob): Promise<void> {
-    const slot = this.slot;
-    if (!slot) throw new Error('no worker bound');
-    const s = this.session;
-    const { sampling } = this.ctx.config.default_request;
-    const segmentIdx = s.segmentIdx;
-    const steps = job.steps ?? sampling.num_inference_steps;
-    const request: SegmentRequest = {
-      prompt: job.prompt,
-      negativePrompt: job.negativePrompt ?? (sampling.negative_prompt || undefined),
-      seed: job.seed ?? sampling.seed,
-      numInferenceSteps: steps,
-      guidanceScale: job.guidanceScale ?? sampling.guidance_scale,
-      width: sampling.width,
-      height: sampling.height,
-      fps: sampling.fps,
-      numFrames: sampling.num_frames,
-      initImagePath: this.initImage?.path,
-      continuationState: s.singleClipMode ? undefined : s.continuationState,
-    };
-    const encoder = this.takeEncoder();
-    this.runningEncoder = encoder;
-    encoder.setPtsBase(this.ptsBaseMs);
+    const encoder = this.takeEncoder(slot);
     const abort = new AbortController();
-    this.segmentAbort = abort;
-    this.segmentRunning = true;
-    this.lastPrompt = job.prompt;
+    let settle: () => void = () => undefined;
+    this.runningSegment = { done: new Promise<void>((resolve) => (settle = resolve)), abort };
+    this.runningEncoder = encoder;
     s.transition(SessionState.ACTIVE);
-    this.connection.send(
-      buildServerMessage('ltx2_segment_start', { segment_idx: segmentIdx, prompt: job.prompt, total_steps: steps, source: job.source }),
-    );
-    this.log('segment_start', { segment_idx: segmentIdx, prompt: job.prompt, source: job.source });
-    const segmentStarted = performance.now();
-    let firstMediaAt: number | undefined;
     try {
-      const outcome = await runSegment(
-        slot.generator,
-        request,
-        encoder,
+      await runSegmentJob(
+        job,
         {
-          onStep: (step, totalSteps, stepMs, elapsedMs) =>
-            this.connection.send(
-              buildServerMessage('step_complete', {
-                segment_idx: segmentIdx,
-                step,
-                total_steps: totalSteps,
-                stage: 'denoise',
-                timings: { step_ms: round(stepMs), elapsed_ms: round(elapsedMs) },
-              }),
-            ),
-          onMediaStart: (streamId, mime) => {
-            firstMediaAt = performance.now();
-            this.connection.send(
-              buildServerMessage('media_init', { segment_idx: segmentIdx, mime, stream_id: streamId, mode: s.streamMode }),
-            );
-          },
-          sendBinary: (data) => this.connection.sendBinary(data),
-          onProgress: () => s.touch(),
+          segmentIdx: s.segmentIdx,
+          ptsBaseMs: this.ptsBaseMs,
+          streamMode: s.streamMode,
+          sampling: this.services.policy.sampling,
+          generator: slot.generator,
+          encoder,
+          initImagePath: this.initImage?.path,
+          continuationState: s.singleClipMode ? undefined : s.continuationState,
         },
+        this.segmentPorts(),
         abort.signal,
+        (result) => {
+          if (result.continuationState) s.continuationState = result.continuationState;
+          this.ptsBaseMs += result.durationMs;
+          s.segmentIdx += 1;
+          s.transition(SessionState.ACTIVE);
+          // The next segment's ffmpeg starts now, while the client decides; not past the cap.
+          if (!s.segmentCapReached(this.services.policy.segmentCap)) this.prepareEncoder(slot);
+        },
       );
-      if (outcome.chunks === 0 && outcome.bytes === 0) throw new Error('segment produced no media');
-      this.connection.send(
-        buildServerMessage('media_segment_complete', {
-          segment_idx: segmentIdx,
-          stream_id: outcome.streamId,
-          chunks: outcome.chunks,
-          bytes: outcome.bytes,
-          duration_ms: round(outcome.durationMs),
-          pts_base_ms: round(this.ptsBaseMs),
-        }),
-      );
-      if (outcome.continuationState) {
-        s.continuationState = outcome.continuationState;
-        await this.ctx.store.put(s.id, outcome.continuationState);
-      }
-      this.ptsBaseMs += outcome.durationMs;
-      s.segmentIdx += 1;
-      s.transition(SessionState.ACTIVE);
-      // The next segment's ffmpeg starts now, while the client decides; not past the cap.
-      if (!s.segmentCapReached(this.ctx.manager.segmentCap)) this.prepareEncoder();
-      const e2eMs = performance.now() - job.receivedAt;
-      this.connection.send(
-        buildServerMessage('ltx2_segment_complete', {
-          segment_idx: segmentIdx,
-          generation_time_ms: round(outcome.generationTimeMs),
-          e2e_latency_ms: round(e2eMs),
-        }),
-      );
-      this.ctx.metrics.segmentCompleted({
-        generationMs: outcome.generationTimeMs,
-        e2eMs,
-        firstMediaMs: firstMediaAt === undefined ? undefined : firstMediaAt - segmentStarted,
-        firstFragmentMs: outcome.firstFragmentMs,
-        bytes: outcome.bytes,
-        frames: outcome.frames,
-      });
-      this.log('segment_complete', {
-        segment_idx: segmentIdx,
-        generation_time_ms: round(outcome.generationTimeMs),
-        chunks: outcome.chunks,
-        bytes: outcome.bytes,
-        duration_ms: round(outcome.durationMs),
-      });
-      if (s.singleClipMode) {
-        this.connection.send(buildServerMessage('ltx2_stream_complete', { reason: StreamCompleteReason.STOP_REQUESTED }));
-      }
+      if (s.singleClipMode) this.connection.send(buildServerMessage('ltx2_stream_complete', { reason: 'stop_requested' }));
     } catch (err) {
       if (this.lifetime.signal.aborted) return; // the session ended under the segment; end() said why
-      this.ctx.logger.warn({ session: s.id, err }, 'segment failed');
-      this.end({ kind: 'failed', code: ErrorCode.WORKER_FAILED, message: `generation failed: ${describeError(err)}`, retryable: true });
+      this.services.logger.warn({ session: s.id, err }, 'segment failed');
+      this.end({ kind: 'failed', error: toWireError(err) });
     } finally {
-      this.segmentRunning = false;
-      this.segmentAbort = undefined;
+      this.runningSegment = undefined;
       this.runningEncoder = undefined;
+      settle();
+    }
+  }
+
+  private segmentPorts(): SegmentPorts {
+    const s = this.session;
+    return {
+      send: (message) => this.connection.send(message),
+      sendBinary: (data) => this.connection.sendBinary(data),
+      storeState: (state) => this.storeState(state),
+      segmentCompleted: (figures) => this.services.metrics.segmentCompleted(figures),
+      log: (event, payload) => this.log(event, payload),
+      touch: () => s.touch(),
+      clock: () => performance.now(),
+    };
+  }
+
+  private async storeState(state: ContinuationState): Promise<void> {
+    try {
+      await this.services.store.put(this.session.id, state);
+    } catch (err) {
+      throw new StoreError(`continuation store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
@@ -436,13 +386,13 @@ export class SessionDriver {
    * Starts the next segment's encoder now: ffmpeg takes tens of ms to start. The first
    * segment's starts when the segment does, in parallel with the denoising steps.
    */
-  private prepareEncoder(): void {
+  private prepareEncoder(slot: WorkerSlot): void {
     if (this.nextEncoder || this.lifetime.signal.aborted) return;
-    this.nextEncoder = this.ctx.createEncoder(this.session.streamMode, this.slot?.generator.audio ?? null);
+    this.nextEncoder = this.services.createEncoder(this.session.streamMode, slot.generator.audio);
   }
 
-  private takeEncoder(): SegmentEncoder {
-    this.prepareEncoder();
+  private takeEncoder(slot: WorkerSlot): SegmentEncoder {
+    this.prepareEncoder(slot);
     const encoder = this.nextEncoder;
     this.nextEncoder = undefined;
     if (!encoder) throw new SessionEnded();
@@ -453,34 +403,39 @@ export class SessionDriver {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     if (this.lifetime.signal.aborted) return;
+    try {
+      if (!this.openingFrame) this.onOpeningFrame(data, isBinary);
+      else this.onClientFrame(data, isBinary);
+    } catch (err) {
+      // A bug in handling one frame ends this session, never the process.
+      this.services.logger.error({ session: this.session.id, err }, 'frame handling failed');
+      this.end({ kind: 'failed', error: toWireError(err) });
+    }
+  }
+
+  private onOpeningFrame(data: Buffer, isBinary: boolean): void {
+    const { frames } = this.services.policy;
     this.session.touch();
-    // Only the opening session_init_v2 may be large (it can carry the initial image).
-    const limit = this.initReceived ? this.ctx.config.limits.max_control_frame_bytes : MAX_INIT_FRAME_BYTES;
+    this.services.initReceived(this.ws);
+    // Every later frame is small: refuse a larger one at its header from now on.
+    const atHeader = this.connection.limitFrames(frames.controlFrameBytes);
+    if (!atHeader) this.services.logger.warn('ws receiver not reachable: oversized frames are refused after they arrive');
+    // Frames behind the init wait until it is applied (toggles must act on its state).
+    this.connection.pauseReading('init');
+    this.openingFrame = this.services.openingFrames.parse(data, isBinary);
+    this.openingArrived?.();
+  }
+
+  private onClientFrame(data: Buffer, isBinary: boolean): void {
+    const limit = this.services.policy.frames.controlFrameBytes;
     if (data.length > limit) {
       this.end({ kind: 'too_large', message: `frame of ${data.length} bytes exceeds the ${limit}-byte limit` });
       return;
     }
-    const parsed = parseClientMessage(data, { binary: isBinary });
-    if (!this.initReceived) {
-      this.initReceived = true;
-      if (!parsed.ok || parsed.message.type !== 'session_init_v2') {
-        const message = parsed.ok ? `first frame must be session_init_v2, got ${parsed.message.type}` : parsed.error.message;
-        this.end({ kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message, close: CloseCode.UNSUPPORTED_DATA });
-        return;
-      }
-      const presetError = this.checkInit(parsed.message);
-      if (presetError) {
-        this.end(presetError);
-        return;
-      }
-      // Applied now, not when run() resumes: ws may deliver the next frames (a toggle
-      // right behind the init) in this same tick, and they must act on the init's state.
-      this.applyInitFields(parsed.message);
-      this.resolveInit?.(parsed.message);
-      return;
-    }
+    const parsed = parseClientMessage(data, { binary: isBinary, maxTokens: this.services.policy.frames.controlJsonTokens });
     if (!parsed.ok) {
-      this.ctx.metrics.error(ErrorCode.INVALID_MESSAGE);
+      // An invalid frame is not activity: it neither keeps the session alive nor holds a worker.
+      this.services.metrics.error(ErrorCode.INVALID_MESSAGE);
       this.connection.send(errorMessage(ErrorCode.INVALID_MESSAGE, parsed.error.message, true));
       this.log('invalid_message', { message: parsed.error.message });
       return;
@@ -488,64 +443,28 @@ export class SessionDriver {
     this.onControl(parsed.message);
   }
 
-  private applyInitFields(init: SessionInitV2): void {
-    const s = this.session;
-    s.clientId = init.client_id ?? undefined;
-    s.preset = init.preset ?? undefined;
-    s.presetLabel = init.preset_label ?? undefined;
-    s.curatedPrompts = [...init.curated_prompts];
-    s.enhancementEnabled = init.enhancement_enabled;
-    s.autoExtensionEnabled = init.auto_extension_enabled;
-    s.loopGenerationEnabled = init.loop_generation_enabled;
-    s.singleClipMode = init.single_clip_mode;
-    s.streamMode = init.stream_mode;
-    s.metadata = { ...extraInitFields(init) };
-    if (this.ctx.config.logging.session_log_dir) {
-      try {
-        this.eventLog = new SessionEventLog(this.ctx.config.logging.session_log_dir, s.id, s.clientId);
-      } catch (err) {
-        // The event log is best effort: a full or read-only disk must not cost the session.
-        this.ctx.logger.warn({ session: s.id, err }, 'cannot open the session event log');
-      }
-    }
-    this.log('init', {
-      client_id: s.clientId,
-      preset: s.preset,
-      stream_mode: s.streamMode,
-      curated_prompts: s.curatedPrompts.length,
-      has_initial_image: Boolean(init.initial_image),
-      has_continuation_state: Boolean(init.continuation_state),
-    });
-  }
-
-  /** Checks of the init that the schema cannot make: server preset, a resumable continuation state. */
-  private checkInit(init: SessionInitV2): Ending | undefined {
-    const preset = this.ctx.config.streaming.preset;
-    if (preset && init.preset && init.preset !== preset) {
-      return {
-        kind: 'rejected',
-        code: ErrorCode.PRESET_MISMATCH,
-        message: `preset ${JSON.stringify(init.preset)} is not served here (server preset ${JSON.stringify(preset)})`,
-        close: CloseCode.UNSUPPORTED_DATA,
-      };
-    }
-    const problem = init.continuation_state ? this.ctx.checkContinuation(init.continuation_state) : undefined;
-    if (problem) return { kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message: problem, close: CloseCode.UNSUPPORTED_DATA };
-    return undefined;
-  }
-
   private onControl(message: ClientMessage): void {
     const s = this.session;
+    // Reading the state back is not activity: only what changes or requests work keeps a session alive.
+    if (message.type !== 'snapshot_state') s.touch();
     switch (message.type) {
       case 'session_init_v2':
         this.connection.send(errorMessage(ErrorCode.INVALID_MESSAGE, 'type: session already initialised', true));
         return;
       case 'segment_prompt_source':
-        this.enqueueRequest(message);
+        if (!this.scheduler.enqueue(jobFromRequest(message, performance.now()))) {
+          const limit = this.services.policy.maxPendingRequests;
+          this.connection.send(
+            errorMessage(ErrorCode.GPU_UNAVAILABLE, `segment request queue is full (${limit} waiting); retry after ltx2_segment_complete`, true),
+          );
+        }
+        return;
+      case 'snapshot_state':
+        this.answerSnapshot();
         return;
       case 'seed_prompts_updated':
         s.curatedPrompts = [...message.seed_prompts];
-        this.loopCursor = 0;
+        this.scheduler.restartLoop();
         break;
       case 'enhancement_updated':
         s.enhancementEnabled = message.enabled;
@@ -559,59 +478,49 @@ export class SessionDriver {
       case 'generation_paused_updated':
         s.generationPaused = message.paused;
         break;
-      case 'snapshot_state':
-        this.answerSnapshot().catch((err: unknown) => {
-          this.ctx.logger.error({ session: s.id, err }, 'snapshot failed');
-          this.connection.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'snapshot failed', true));
-        });
-        return;
     }
     this.log(message.type, { ...message, type: undefined });
-    this.wake?.();
+    this.scheduler.notify();
   }
 
-  private enqueueRequest(message: SegmentPromptSource): void {
-    const limit = this.ctx.config.streaming.max_pending_requests;
-    if (this.pending.length >= limit) {
-      this.connection.send(
-        errorMessage(
-          ErrorCode.GPU_UNAVAILABLE,
-          `segment request queue is full (${limit} waiting); retry after ltx2_segment_complete`,
-          true,
-        ),
-      );
+  /** The session's state as the client last could see it; encoded once per state, however often it is asked for. */
+  private answerSnapshot(): void {
+    const state = this.session.continuationState;
+    if (!state) {
+      this.connection.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'no continuation state yet: generate a segment first'));
       return;
     }
-    this.pending.push({
-      prompt: message.prompt,
-      source: message.source,
-      negativePrompt: message.negative_prompt ?? undefined,
-      seed: message.seed ?? undefined,
-      steps: message.num_inference_steps ?? undefined,
-      guidanceScale: message.guidance_scale ?? undefined,
-      receivedAt: performance.now(),
-    });
-    this.wake?.();
+    this.connection.sendEncoded(encodedSnapshot(state));
   }
 
-  private async answerSnapshot(): Promise<void> {
-    // A snapshot right behind the init must see the state that init carried.
-    await this.initApplied.catch(() => undefined);
-    const state = await this.ctx.store.get(this.session.id);
-    if (state) this.connection.send(snapshotMessage(state));
-    else this.connection.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'no continuation state yet: generate a segment first'));
+  /** Checks of the init that the schema cannot make: the server's preset, a state the workers can resume. */
+  private checkInit(init: SessionInit): Ending | undefined {
+    const preset = this.services.policy.preset;
+    if (preset && init.preset && init.preset !== preset) {
+      return {
+        kind: 'rejected',
+        code: ErrorCode.PRESET_MISMATCH,
+        message: `preset ${JSON.stringify(init.preset)} is not served here (server preset ${JSON.stringify(preset)})`,
+        close: CloseCode.UNSUPPORTED_DATA,
+      };
+    }
+    const problem = init.continuation_state ? this.services.checkContinuation(init.continuation_state) : undefined;
+    if (problem) return { kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message: problem, close: CloseCode.UNSUPPORTED_DATA };
+    return undefined;
   }
 
   // ------------------------------------------------------------------ ending
 
-  /** Called by the server's reaper when the session idled past the timeout. */
+  /** Called by the server's reaper when the session idled past its timeout. */
   timeOut(): void {
     // A segment in flight is activity even if the generator is between reports.
-    if (this.segmentRunning) {
+    if (this.runningSegment) {
       this.session.touch();
       return;
     }
-    this.end({ kind: 'timeout' });
+    const { policy } = this.services;
+    const initializing = this.session.state === SessionState.INITIALIZING;
+    this.end({ kind: 'timeout', timeoutSeconds: initializing ? policy.initTimeoutSeconds : policy.sessionTimeoutSeconds });
   }
 
   /**
@@ -620,7 +529,8 @@ export class SessionDriver {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
-    const running = this.currentSegment;
+    this.scheduler.notify();
+    const running = this.runningSegment?.done;
     if (running && graceMs > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([running, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
@@ -631,98 +541,59 @@ export class SessionDriver {
   }
 
   /**
-   * Ends the session exactly once: the notice or error frame, the terminal state, then the
-   * close frame. Aborting the lifetime wakes every wait in the story so cleanup runs.
+   * Ends the session exactly once, as the endings table says: the last good continuation
+   * state when the client may want to go on from it, the notice or error frames, the
+   * terminal state, then the close. Aborting the lifetime wakes every wait in the story
+   * so cleanup runs.
    */
   private end(ending: Ending): void {
     if (this.ending) return;
     this.ending = ending;
+    const spec = endingSpec(ending);
     const s = this.session;
     const c = this.connection;
-    switch (ending.kind) {
-      case 'segment_cap':
-        c.send(buildServerMessage('ltx2_stream_complete', { reason: StreamCompleteReason.SEGMENT_CAP }));
-        this.moveTo(SessionState.COMPLETE);
-        c.close(CloseCode.NORMAL, 'segment cap reached');
-        break;
-      case 'timeout':
-        c.send(buildServerMessage('session_timeout', { timeout_seconds: this.ctx.manager.sessionTimeoutSeconds }));
-        // The table has no initializing → timeout edge: a client that never sent its init is rejected.
-        this.moveTo(s.state === SessionState.INITIALIZING ? SessionState.REJECTED : SessionState.TIMEOUT);
-        c.close(CloseCode.NORMAL, 'session timeout');
-        break;
-      case 'queue_timeout':
-        c.send(errorMessage(ErrorCode.GPU_UNAVAILABLE, ending.message, true));
-        this.moveTo(SessionState.TIMEOUT);
-        c.close(CloseCode.TRY_AGAIN_LATER, 'no worker available');
-        break;
-      case 'rejected':
-        c.send(errorMessage(ending.code, ending.message, ending.code === ErrorCode.SESSION_REJECTED));
-        this.moveTo(SessionState.REJECTED);
-        c.close(ending.close, ending.code);
-        break;
-      case 'failed':
-        c.send(errorMessage(ending.code, ending.message, ending.retryable));
-        c.send(buildServerMessage('ltx2_stream_complete', { reason: StreamCompleteReason.ERROR }));
-        this.moveTo(SessionState.ERROR);
-        c.close(CloseCode.INTERNAL_ERROR, ending.code);
-        break;
-      case 'shutdown':
-        c.send(buildServerMessage('ltx2_stream_complete', { reason: StreamCompleteReason.STOP_REQUESTED }));
-        if (s.isActive()) this.moveTo(SessionState.COMPLETE);
-        c.close(CloseCode.GOING_AWAY, 'server shutting down');
-        break;
-      case 'too_large':
-        c.send(errorMessage(ErrorCode.INVALID_MESSAGE, ending.message));
-        this.moveTo(s.state === SessionState.INITIALIZING ? SessionState.REJECTED : SessionState.ERROR);
-        c.close(CloseCode.MESSAGE_TOO_BIG, 'frame too large');
-        break;
-      case 'slow_client':
-        // It is not reading, so the notice may never arrive; the TCP connection goes soon after.
-        c.send(errorMessage(ErrorCode.INTERNAL_ERROR, 'client is not reading fast enough: closing', true));
-        this.moveTo(SessionState.ERROR);
-        c.closeAndTerminate(CloseCode.TRY_AGAIN_LATER, 'client too slow', 1000);
-        break;
-      case 'left':
-        // Only an active session can complete; one that leaves earlier just goes away.
-        if (s.isActive()) this.moveTo(SessionState.COMPLETE);
-        break;
+    if (offersState(ending) && s.continuationState && !s.singleClipMode) c.sendEncoded(encodedSnapshot(s.continuationState));
+    for (const frame of spec.frames(ending)) c.send(frame);
+    const target = spec.state(s.state);
+    if (target !== undefined && target !== s.state) {
+      try {
+        s.transition(target);
+      } catch (err) {
+        this.services.logger.warn({ session: s.id, err }, 'no legal edge for the session end');
+      }
     }
-    const wireCode = WIRE_CODE_OF_ENDING[ending.kind] ?? ('code' in ending ? ending.code : undefined);
-    if (wireCode) this.ctx.metrics.error(wireCode);
+    const close = spec.close?.(ending);
+    if (close) {
+      if (spec.dropAfterMs !== undefined) c.closeAndDrop(close.code, close.reason, spec.dropAfterMs);
+      else c.close(close.code, close.reason);
+    }
+    const metric = spec.metric?.(ending);
+    // A refused session counts as rejected too (sessions_rejected_total), not only as an error code.
+    if (metric === ErrorCode.SESSION_REJECTED) this.services.metrics.sessionRejected();
+    else if (metric) this.services.metrics.error(metric);
     this.log('end', { reason: ending.kind, state: s.state });
-    this.segmentAbort?.abort(new SessionEnded(ending.kind));
+    this.runningSegment?.abort.abort(new SessionEnded(ending.kind));
     this.lifetime.abort(new SessionEnded(ending.kind));
-    this.resolveInit = undefined;
-    this.wake?.();
-  }
-
-  private moveTo(state: SessionState): void {
-    if (this.session.state === state) return;
-    try {
-      this.session.transition(state);
-    } catch (err) {
-      this.ctx.logger.warn({ session: this.session.id, err }, 'no legal edge for the session end');
-    }
   }
 
   /** 6. Always: worker released, encoders stopped, stores dropped, temp files removed, entry closed. */
   private async cleanup(): Promise<void> {
     if (!this.ending) this.end({ kind: 'left' });
+    const { services } = this;
+    const s = this.session;
+    services.initReceived(this.ws);
     void this.nextEncoder?.abort();
     this.nextEncoder = undefined;
     if (this.slot) {
-      this.ctx.pool.release(this.slot);
+      services.admission.release(this.slot);
       this.slot = undefined;
     }
-    const s = this.session;
-    await Promise.allSettled([this.ctx.store.delete(s.id), this.initImage?.remove()]);
+    await Promise.allSettled([services.store.delete(s.id), this.initImage?.remove()]);
     this.initImage = undefined;
-    this.ctx.manager.close(s.id);
-    this.ctx.drivers.delete(s.id);
-    this.ctx.access.closeSession(this.keyId);
-    this.ctx.metrics.sessionClosed(s.state);
-    this.ctx.logger.info({ session: s.id, state: s.state, reason: this.ending?.kind, segments: s.segmentIdx }, 'session ended');
+    services.registry.close(s.id);
+    services.releaseKey(this.keyId);
+    services.metrics.sessionClosed(s.state);
+    services.logger.info({ session: s.id, state: s.state, reason: this.ending?.kind, segments: s.segmentIdx }, 'session ended');
     await this.eventLog?.close();
   }
 
@@ -731,7 +602,10 @@ export class SessionDriver {
   /** Resolves with `promise`, or rejects with `SessionEnded` as soon as the session ends. */
   private untilEnded<T>(promise: Promise<T>): Promise<T> {
     const signal = this.lifetime.signal;
-    if (signal.aborted) return Promise.reject(new SessionEnded());
+    if (signal.aborted) {
+      promise.catch(() => undefined);
+      return Promise.reject(new SessionEnded());
+    }
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => reject(new SessionEnded());
       signal.addEventListener('abort', onAbort, { once: true });
@@ -742,7 +616,7 @@ export class SessionDriver {
         },
         (err: unknown) => {
           signal.removeEventListener('abort', onAbort);
-          reject(err);
+          reject(signal.aborted ? new SessionEnded() : err);
         },
       );
     });
@@ -753,25 +627,39 @@ export class SessionDriver {
   }
 }
 
-/** What each ending sends on the wire, as counted by `livegen_errors_total{code}` (normal ends count nothing). */
-const WIRE_CODE_OF_ENDING: Partial<Record<Ending['kind'], string>> = {
-  timeout: 'session_timeout',
-  queue_timeout: ErrorCode.GPU_UNAVAILABLE,
-  too_large: ErrorCode.INVALID_MESSAGE,
-  slow_client: 'slow_client',
-};
+/**
+ * Endings after which the client may want to go on from where the story stopped: the
+ * state goes out before the close, so "retryable" can continue the story and a capped
+ * session can be resumed in a new one.
+ */
+function offersState(ending: Ending): boolean {
+  switch (ending.kind) {
+    case 'segment_cap':
+    case 'shutdown':
+    case 'queue_timeout':
+      return true;
+    case 'failed':
+      return ending.error.retryable;
+    default:
+      return false;
+  }
+}
+
+/** Snapshot frames by state object: a state is replaced, never changed, so its text never goes stale. */
+const snapshotFrames = new WeakMap<ContinuationState, string>();
+
+function encodedSnapshot(state: ContinuationState): string {
+  let text = snapshotFrames.get(state);
+  if (text === undefined) {
+    text = encodeServerMessage(snapshotMessage(state));
+    snapshotFrames.set(state, text);
+  }
+  return text;
+}
 
 const KNOWN_INIT_FIELDS = new Set(Object.keys(SessionInitV2Schema.shape));
 
 /** Unknown init fields are kept (PROTOCOL.md) as the session's metadata. */
-function extraInitFields(init: SessionInitV2): Record<string, unknown> {
+function extraInitFields(init: SessionInit): Record<string, unknown> {
   return Object.fromEntries(Object.entries(init).filter(([key]) => !KNOWN_INIT_FIELDS.has(key)));
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
-
-function describeError(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

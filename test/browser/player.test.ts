@@ -109,7 +109,7 @@ afterEach(async () => {
     await page.close();
   }
   // The next test needs the only worker free again.
-  await vi.waitFor(() => expect(server.server.context.manager.size).toBe(0), { timeout: 10_000 });
+  await vi.waitFor(async () => expect(await server.sessionCount()).toBe(0), { timeout: 10_000 });
 });
 
 async function openPlayer(query = ''): Promise<Page> {

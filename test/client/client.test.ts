@@ -213,13 +213,13 @@ describe('LivegenClient against a real server', () => {
     const client = await connected(server.url);
     client.init();
     await client.next('ltx2_stream_start');
-    const manager = server.server.context.manager;
-    expect(manager.size).toBe(1);
+    expect(await server.sessionCount()).toBe(1);
     const info = await client.leave();
     expect(info.code).toBe(1000);
     expect(client.phase).toBe('closed');
     expect(client.session).toBe('ended');
-    await vi.waitFor(() => expect(manager.size).toBe(0));
+    const running = server;
+    await vi.waitFor(async () => expect(await running?.sessionCount()).toBe(0));
     expect(() => client.requestSegment('gone')).toThrow(expect.objectContaining({ code: 'not_open' }));
     await expect(client.snapshot()).rejects.toMatchObject({ code: 'not_open' });
     await expect(client.next('ltx2_segment_start')).rejects.toMatchObject({ code: 'connection_closed' });

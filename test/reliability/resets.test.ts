@@ -98,7 +98,7 @@ describe('a TCP reset at every stage of a connection', () => {
     }
     holder.close();
     await holder.closed;
-    await waitUntil(() => server?.server.context.manager.size === 0, 'every session to be gone');
+    await waitUntil(async () => (await server?.sessionCount()) === 0, 'every session to be gone');
     await expectServing(server);
   });
 
@@ -112,7 +112,7 @@ describe('a TCP reset at every stage of a connection', () => {
       await raw.until(() => raw.frames.some((f) => f.opcode === Opcode.BINARY), 'the first media frame');
       raw.reset();
     }
-    await waitUntil(() => server?.server.context.manager.size === 0, 'the reset sessions to end');
+    await waitUntil(async () => (await server?.sessionCount()) === 0, 'the reset sessions to end');
     await expectServing(server);
   });
 });

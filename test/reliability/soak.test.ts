@@ -1,5 +1,5 @@
 /**
- * Soak (issue 6, "No leaks"): after 1,000 short sessions against one server, the manager,
+ * Soak ("no leaks"): after 1,000 short sessions against one server, the manager,
  * the admission queue, the continuation store, the driver table, the rate limiter's table,
  * the temp dir, the worker pool, the process's open handles and its child processes are
  * back to their start values.
@@ -59,8 +59,13 @@ const SOAK_CONFIG = {
     reaper_interval_ms: 50,
     queue_timeout_seconds: 60,
   },
-  // On, so the per-IP bucket table is exercised (and must not grow); far above what the soak uses.
-  limits: { connections_per_minute_per_ip: 10_000_000 },
+  limits: {
+    // On, so the per-IP bucket table is exercised (and must not grow); far above what the soak uses.
+    connections_per_minute_per_ip: 10_000_000,
+    // The same short deadline for connections that never send their init.
+    init_timeout_seconds: TIMEOUT_S,
+    max_pending_inits: CONCURRENCY * 2,
+  },
 };
 
 type Lifecycle =
@@ -109,9 +114,6 @@ function script(count: number, seed: number): Lifecycle[] {
 let server: TestServer;
 let tempDir: string;
 
-function ctx() {
-  return server.server.context;
-}
 
 /** Keeps a session from idling out while it waits for a worker (a valid toggle is activity). */
 function keepAlive(client: TestClient): () => void {
@@ -122,7 +124,7 @@ function keepAlive(client: TestClient): () => void {
 }
 
 const stats = {
-  /** ffmpeg encoder processes the server started (context.createEncoder is wrapped to count them). */
+  /** ffmpeg encoder processes the server started (counted through the onEncoder hook). */
   encoders: 0,
   encoderPids: [] as number[],
   outcomes: {} as Record<string, number>,
@@ -255,16 +257,17 @@ async function runLifecycle(index: number, lifecycle: Lifecycle): Promise<void> 
 
 /** What must be back to its start value after the soak. */
 async function snapshotState() {
-  const c = ctx();
+  const c = await server.server.inspect();
   return {
-    sessions: c.manager.size,
-    drivers: c.drivers.size,
-    queueDepth: c.admission.queueDepth,
-    storeEntries: await c.store.size(),
-    trackedAddresses: c.access.trackedAddresses,
-    workersAvailable: c.pool.available,
-    workersTotal: c.pool.total,
+    sessions: c.sessions.length,
+    queueDepth: c.queueDepth,
+    storeEntries: c.storedStates,
+    trackedAddresses: c.rateLimitKeys,
+    workersAvailable: c.workers.available,
+    workersTotal: c.workers.total,
+    tempBytes: c.tempBytes,
     tempDirEntries: (await readdir(tempDir)).length,
+    runDirEntries: (await readdir(c.tempDir)).length,
     children: (await childProcesses()).map((p) => p.comm),
   };
 }
@@ -283,16 +286,19 @@ function handles(): { exact: Record<string, number>; timers: number } {
 }
 
 async function settle(): Promise<void> {
-  const c = ctx();
   await waitUntil(
-    async () =>
-      c.manager.size === 0 &&
-      c.drivers.size === 0 &&
-      c.admission.queueDepth === 0 &&
-      (await c.store.size()) === 0 &&
-      c.pool.available === c.pool.total &&
-      (await readdir(tempDir)).length === 0 &&
-      (await childProcesses()).every((p) => p.comm !== 'ffmpeg'),
+    async () => {
+      const c = await server.server.inspect();
+      return (
+        c.sessions.length === 0 &&
+        c.queueDepth === 0 &&
+        c.storedStates === 0 &&
+        c.workers.available === c.workers.total &&
+        c.tempBytes === 0 &&
+        (await readdir(c.tempDir)).length === 1 &&
+        (await childProcesses()).every((p) => p.comm !== 'ffmpeg')
+      );
+    },
     'the server to settle',
     SETTLE_MS,
     50,
@@ -311,15 +317,17 @@ function alive(pid: number): boolean {
 
 beforeAll(async () => {
   tempDir = await mkdtemp(join(tmpdir(), 'livegen-soak-'));
-  server = await startServer(SOAK_CONFIG, { tempDir });
-  const create = ctx().createEncoder.bind(ctx());
-  ctx().createEncoder = (mode, audio) => {
-    const encoder = create(mode, audio);
-    stats.encoders += 1;
-    if (encoder.pid !== undefined) stats.encoderPids.push(encoder.pid);
-    return encoder;
-  };
-  await waitUntil(() => ctx().pool.available === ctx().pool.total, 'workers ready', SETTLE_MS);
+  server = await startServer(SOAK_CONFIG, {
+    tempDir,
+    onEncoder: (encoder) => {
+      stats.encoders += 1;
+      if (encoder.pid !== undefined) stats.encoderPids.push(encoder.pid);
+    },
+  });
+  await waitUntil(async () => {
+    const { workers } = await server.server.inspect();
+    return workers.available === workers.total;
+  }, 'workers ready', SETTLE_MS);
 });
 
 afterAll(async () => {
@@ -342,7 +350,8 @@ describe('soak', () => {
 
     const before = await snapshotState();
     const handlesBefore = handles();
-    expect(before).toMatchObject({ sessions: 0, drivers: 0, queueDepth: 0, storeEntries: 0, tempDirEntries: 0 });
+    // The temp root holds the server's run directory, and that directory only its pid file.
+    expect(before).toMatchObject({ sessions: 0, queueDepth: 0, storeEntries: 0, tempBytes: 0, tempDirEntries: 1, runDirEntries: 1 });
     expect(before.children.filter((comm) => comm === 'ffmpeg')).toEqual([]);
 
     const plan = script(SESSIONS, SEED);
@@ -354,8 +363,10 @@ describe('soak', () => {
     const started = performance.now();
     const deadline = started + DEADLINE_MS;
     const sampler = setInterval(() => {
-      maxQueue = Math.max(maxQueue, ctx().admission.queueDepth);
-      maxSessions = Math.max(maxSessions, ctx().manager.size);
+      void server.server.inspect().then((c) => {
+        maxQueue = Math.max(maxQueue, c.queueDepth);
+        maxSessions = Math.max(maxSessions, c.sessions.length);
+      });
     }, 20);
     try {
       await Promise.all(

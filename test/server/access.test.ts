@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startServer, TestClient, type TestServer } from './harness.js';
+import { waitUntil } from '../reliability/helpers.js';
 
 const KEY = 'k3y-0123456789abcdef-secret';
 const OTHER = 'zzzz-wrong-key-that-is-long';
@@ -82,7 +83,7 @@ describe('API keys', () => {
     first.close();
     await first.closed;
     // The place is given back when the first session ends.
-    await first.until(() => server!.server.context.manager.size === 0, 'first session closed');
+    await waitUntil(async () => (await server!.sessionCount()) === 0, 'first session closed');
     const third = await TestClient.init(`${server.wsUrl}?token=${KEY}`);
     await third.waitFor('gpu_assigned');
     third.close();

@@ -205,22 +205,21 @@ describe('livegen serve refuses a bad start', () => {
     expect(stderr).toContain('LIVEGEN_PORT');
   });
 
-  // BUG: LIVEGEN_PORT=abc becomes NaN, which the message renders as `got null`.
+  // A NaN port would render as `got null`: the message must show what was given.
   it('names the bad LIVEGEN_PORT value in the message', async () => {
     const { stderr } = await expectExit(livegen(['serve'], { LIVEGEN_PORT: 'abc' }));
     expect(stderr).not.toContain('got null');
     expect(stderr).toMatch(/abc|LIVEGEN_PORT/);
   });
 
-  // BUG: Number('') is 0, so an empty --port listens on a random port instead of failing.
+  // Number('') is 0: an empty --port must fail, not listen on a random port.
   it('refuses an empty --port', async () => {
     const { code } = await expectExit(livegen(['serve', '--port', '', '--log-level', 'info']));
     expect(code).not.toBe(0);
   });
 
-  // BUG: the CLI merges its flag/env patch (always objects for server, pool, logging,
-  // generator) over the file, so a file section that is not a mapping is replaced and
-  // silently ignored instead of failing validation.
+  // The CLI merges its flag/env patch (objects for server, pool, logging, generator) over
+  // the file; a file section that is not a mapping must still fail validation.
   it('exits 2 when a --config section is not a mapping', async () => {
     const config = writeConfig('scalar-section.yaml', 'server: 8000\n');
     const { code, stderr } = await expectExit(livegen(['serve', '--config', config, '--port', '0', '--log-level', 'info']));
@@ -228,8 +227,7 @@ describe('livegen serve refuses a bad start', () => {
     expect(stderr).toContain('server: expected object');
   });
 
-  // BUG: unlike loadConfigFile, the CLI does not check that the top level is a mapping;
-  // mergeConfigInput turns a scalar or list into {} and the server starts on defaults.
+  // mergeConfigInput would turn a scalar or list into {}: the CLI must refuse it like loadConfigFile.
   it('exits 2 when the --config file is not a mapping at the top level', async () => {
     const config = writeConfig('scalar-top.yaml', 'just some text\n');
     const { code, stderr } = await expectExit(livegen(['serve', '--config', config, '--port', '0', '--log-level', 'info']));

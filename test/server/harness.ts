@@ -25,6 +25,8 @@ export interface TestServer {
   server: LivegenServer;
   url: string;
   wsUrl: string;
+  /** Sessions the server holds now (pending inits included). */
+  sessionCount(): Promise<number>;
   /** Stops the server; running segments get `graceMs` (default 0: tests do not wait). */
   close(graceMs?: number): Promise<void>;
 }
@@ -33,7 +35,13 @@ export async function startServer(patch: Record<string, unknown> = {}, overrides
   const config = parseConfig(mergeConfigInput(TEST_CONFIG, patch));
   const server = createLivegenServer(config, { logger: pino({ level: 'silent' }), ...overrides });
   const url = await server.listen();
-  return { server, url, wsUrl: `${url.replace(/^http/, 'ws')}/v1/stream`, close: (graceMs = 0) => server.close(graceMs) };
+  return {
+    server,
+    url,
+    wsUrl: `${url.replace(/^http/, 'ws')}/v1/stream`,
+    sessionCount: async () => (await server.inspect()).sessions.length,
+    close: (graceMs = 0) => server.close(graceMs),
+  };
 }
 
 export type Received = { kind: 'json'; message: ServerMessage & Record<string, unknown>; at: number } | { kind: 'binary'; data: Buffer; at: number };

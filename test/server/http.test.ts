@@ -61,7 +61,7 @@ describe('GET /health', () => {
     const { status, type, body } = await getJson('/health');
     expect(status).toBe(200);
     expect(type).toMatch(/^application\/json/);
-    expect(Object.keys(body).sort()).toEqual(['service', 'sessions', 'status', 'stream_mode', 'ts']);
+    expect(Object.keys(body).sort()).toEqual(['pending_inits', 'service', 'sessions', 'status', 'stream_mode', 'ts']);
     expect(body).toMatchObject({ status: 'ok', sessions: 0, stream_mode: 'av_fmp4', service: 'livegen' });
     expectRecentTs(body.ts);
   });
@@ -266,7 +266,7 @@ describe('other requests', () => {
     });
     ws.terminate();
     expect(statusCode).toBe(404);
-    expect(server.server.context.manager.size).toBe(0);
+    expect(await server.sessionCount()).toBe(0);
   });
 });
 

@@ -98,7 +98,7 @@ describe('GET /metrics', () => {
     server = await startServer({ streaming: { max_sessions: 1 } });
     const a = await TestClient.init(server.wsUrl);
     await a.waitFor('gpu_assigned');
-    const b = await TestClient.connect(server.wsUrl);
+    const b = await TestClient.init(server.wsUrl);
     expect((await b.closed).code).toBe(1013);
     const text = await scrape(server);
     expect(promSample(text, 'livegen_sessions_rejected_total')).toBe(1);

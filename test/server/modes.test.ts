@@ -155,9 +155,12 @@ describe('initial_image', () => {
     server = await startServer({}, { tempDir: dir });
     const client = await TestClient.init(server.wsUrl, { initial_image: { mime: 'image/png', name: 'x.png', data: PNG_1X1 } });
     await client.waitFor('ltx2_stream_start');
-    const [sessionDir] = readdirSync(dir);
+    // Under the server's own run directory, one private directory per session.
+    const runDir = (await server.server.inspect()).tempDir;
+    expect(runDir.startsWith(dir)).toBe(true);
+    const sessionDir = readdirSync(runDir).find((name) => name !== 'pid');
     expect(sessionDir).toBeDefined();
-    const file = join(dir, sessionDir as string, 'initial.png');
+    const file = join(runDir, sessionDir as string, 'initial.png');
     expect(readFileSync(file).toString('base64')).toBe(PNG_1X1);
     client.send({ type: 'segment_prompt_source', prompt: 'with image' });
     await client.waitFor('ltx2_segment_complete');
@@ -165,7 +168,7 @@ describe('initial_image', () => {
     await client.closed;
     await sleep(100);
     expect(existsSync(file)).toBe(false);
-    expect(readdirSync(dir)).toEqual([]);
+    expect(readdirSync(runDir)).toEqual(['pid']);
   });
 
   it.each([

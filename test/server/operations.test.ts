@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GenerationEvent, Generator, SegmentRequest } from '../../src/generation/index.js';
-import { MAX_INIT_FRAME_BYTES } from '../../src/server/session-driver.js';
+import { MAX_INIT_FRAME_BYTES } from '../../src/server/index.js';
 import { sleep, startServer, TestClient, type TestServer } from './harness.js';
 
 let server: TestServer | undefined;
@@ -32,10 +32,10 @@ class NoiseGenerator implements Generator {
   }
 }
 
-function driverOf(s: TestServer, index = 0) {
-  const driver = [...s.server.context.drivers.values()][index];
-  if (!driver) throw new Error('no session');
-  return driver;
+async function sessionOf(s: TestServer, index = 0) {
+  const session = (await s.server.inspect()).sessions[index];
+  if (!session) throw new Error('no session');
+  return session;
 }
 
 /** A client frame by hand (masked, as RFC 6455 requires of clients). */
@@ -77,7 +77,9 @@ describe('frame size limits', () => {
 
   it('lets the opening init carry a large image, within its own cap', async () => {
     server = await startServer({ limits: { max_control_frame_bytes: 1024 } });
-    const image = Buffer.alloc(3 * 1024 * 1024, 7).toString('base64');
+    // A real PNG header (1x1) followed by 3 MiB: the header is what the server checks.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+    const image = Buffer.concat([png, Buffer.alloc(3 * 1024 * 1024, 7)]).toString('base64');
     const client = await TestClient.init(server.wsUrl, { initial_image: { mime: 'image/png', data: image } });
     await client.waitFor('ltx2_stream_start');
     client.close();
@@ -88,8 +90,8 @@ describe('frame size limits', () => {
     const client = await TestClient.connect(server.wsUrl);
     client.sendRaw(Buffer.alloc(MAX_INIT_FRAME_BYTES + 1, 0x20).toString());
     expect((await client.closed).code).toBe(1009);
-    for (let i = 0; i < 100 && server.server.context.manager.size > 0; i++) await sleep(20);
-    expect(server.server.context.manager.size).toBe(0);
+    for (let i = 0; i < 100 && (await server.sessionCount()) > 0; i++) await sleep(20);
+    expect(await server.sessionCount()).toBe(0);
   });
 });
 
@@ -98,7 +100,7 @@ describe('dead and slow peers', () => {
     server = await startServer({ limits: { heartbeat_interval_seconds: 0.3 }, streaming: { session_timeout_seconds: 60 } });
     const peer = await silentPeer(server.wsUrl);
     await sleep(150);
-    expect(server.server.context.manager.size).toBe(1);
+    expect(await server.sessionCount()).toBe(1);
     const waiting = await TestClient.init(server.wsUrl);
     await waiting.waitFor('queue_status');
     const ended = new Promise<void>((resolve) => peer.once('close', () => resolve()));
@@ -126,10 +128,11 @@ describe('dead and slow peers', () => {
     await waiting.waitFor('queue_status');
     let maxBacklog = 0;
     const deadline = Date.now() + 20_000;
-    while (server.server.context.drivers.size > 1 && Date.now() < deadline) {
-      const driver = [...server.server.context.drivers.values()].find((d) => d.session.streamMode === 'legacy_jpeg');
-      if (!driver) break;
-      maxBacklog = Math.max(maxBacklog, driver.sendBacklogBytes);
+    for (;;) {
+      const { sessions } = await server.server.inspect();
+      const flooded = sessions.find((s) => s.streamMode === 'legacy_jpeg');
+      if (sessions.length <= 1 || !flooded || Date.now() > deadline) break;
+      maxBacklog = Math.max(maxBacklog, flooded.sendBacklogBytes);
       await sleep(10);
     }
     // Over the watermark by at most one JPEG and a few control frames.
@@ -155,11 +158,12 @@ describe('encoder failure', () => {
     bystander.send({ type: 'segment_prompt_source', prompt: 'bystander' });
     await victim.until(() => victim.received.some((r) => r.kind === 'binary'), 'victim media');
     // Sessions are registered in order: the victim's driver is the first.
-    const pid = driverOf(server, 0).encoderPid;
+    const pid = (await sessionOf(server, 0)).encoderPid;
     expect(pid).toBeDefined();
     process.kill(pid as number, 'SIGKILL');
     await victim.closed;
-    expect(victim.ofType('error')[0]).toMatchObject({ code: 'worker_failed', retryable: true });
+    // An encoder failure is the server's, not the worker's: internal_error, retryable.
+    expect(victim.ofType('error')[0]).toMatchObject({ code: 'internal_error', retryable: true, message: 'media encoding failed (ffmpeg_killed)' });
     await bystander.waitFor('ltx2_segment_complete', 1, 15_000);
     expect(bystander.ofType('error')).toHaveLength(0);
     bystander.close();
@@ -184,8 +188,9 @@ describe('shutdown', () => {
     expect(running.ofType('ltx2_segment_complete')).toHaveLength(0);
     const runningClosed = await running.closed;
     expect(runningClosed.code).toBe(1001);
+    // The finished segment, then its state (to resume elsewhere), then the notice.
     const types = running.messages.map((m) => m.type);
-    expect(types.slice(-2)).toEqual(['ltx2_segment_complete', 'ltx2_stream_complete']);
+    expect(types.slice(-3)).toEqual(['ltx2_segment_complete', 'continuation_state_snapshot', 'ltx2_stream_complete']);
     await closing;
     server = undefined;
   });

@@ -23,7 +23,7 @@ describe('admission queue', () => {
     b.close();
     await c.until(() => c.ofType('queue_status').at(-1)?.position === 0, 'c moves up');
     expect(c.ofType('queue_status').at(-1)).toEqual({ type: 'queue_status', position: 0, queue_depth: 1 });
-    expect(server.server.context.admission.queueDepth).toBe(1);
+    expect((await server.server.inspect()).queueDepth).toBe(1);
 
     a.close();
     await c.waitFor('gpu_assigned');
@@ -52,7 +52,7 @@ describe('admission queue', () => {
     const closed = await b.closed;
     expect(b.messages.at(-1)).toMatchObject({ type: 'error', code: 'gpu_unavailable', retryable: true });
     expect(closed.code).toBe(1013);
-    expect(server.server.context.admission.queueDepth).toBe(0);
+    expect((await server.server.inspect()).queueDepth).toBe(0);
     a.close();
   });
 
@@ -68,7 +68,7 @@ describe('admission queue', () => {
       const closed = await b.closed;
       expect(closed.code).toBe(1000);
       expect(b.messages.at(-1)).toEqual({ type: 'session_timeout', timeout_seconds: 0.3 });
-      expect(server.server.context.admission.queueDepth).toBe(0);
+      expect((await server.server.inspect()).queueDepth).toBe(0);
       expect(a.ws.readyState).toBe(a.ws.OPEN);
     } finally {
       clearInterval(keepAlive);
@@ -95,7 +95,7 @@ describe('admission queue', () => {
     // The aborted segment never completed and its session ended complete.
     expect(a.ofType('ltx2_segment_complete')).toHaveLength(0);
     await sleep(50);
-    expect(server.server.context.manager.size).toBe(1);
+    expect(await server.sessionCount()).toBe(1);
     b.close();
   });
 });

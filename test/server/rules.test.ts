@@ -28,7 +28,7 @@ describe('the opening frame', () => {
     expect(closed.code).toBe(1003);
     expect(client.messages).toHaveLength(1);
     expect(client.messages[0]).toMatchObject({ type: 'error', code: 'invalid_message', retryable: false });
-    expect(server.server.context.manager.size).toBe(0);
+    expect(await server.sessionCount()).toBe(0);
   });
 
   it('rejects a binary opening frame with invalid_message and close 1003', async () => {
@@ -47,8 +47,8 @@ describe('the opening frame', () => {
     expect(client.messages[0]?.message).toMatch(/^stream_mode: /);
   });
 
-  it('times a connection out when no init arrives within the session timeout', async () => {
-    server = await startServer({ streaming: { session_timeout_seconds: 0.3 } });
+  it('times a connection out when no init arrives within the init deadline, however long the idle timeout', async () => {
+    server = await startServer({ limits: { init_timeout_seconds: 0.3 }, streaming: { session_timeout_seconds: 300 } });
     const client = await TestClient.connect(server.wsUrl);
     const closed = await client.closed;
     expect(closed.code).toBe(1000);
@@ -90,7 +90,7 @@ describe('after init', () => {
     client.send({ type: 'seed_prompts_updated', seed_prompts: ['x', 'y'] });
     await sleep(200);
     expect(client.received.length).toBe(before);
-    const session = [...server.server.context.drivers.values()][0]?.session;
+    const session = (await server.server.inspect()).sessions[0];
     expect(session?.enhancementEnabled).toBe(true);
     expect(session?.generationPaused).toBe(true);
     expect(session?.curatedPrompts).toEqual(['x', 'y']);
@@ -128,7 +128,7 @@ describe('after init', () => {
     server = await startServer();
     const client = await TestClient.init(server.wsUrl, { client_id: 'c1', ui_theme: 'dark' });
     await client.waitFor('ltx2_stream_start');
-    const session = [...server.server.context.drivers.values()][0]?.session;
+    const session = (await server.server.inspect()).sessions[0];
     expect(session?.metadata).toEqual({ ui_theme: 'dark' });
     expect(session?.clientId).toBe('c1');
     client.close();
@@ -159,10 +159,23 @@ describe('budgets', () => {
     server = await startServer({ streaming: { max_sessions: 1 } });
     const first = await TestClient.init(server.wsUrl);
     await first.waitFor('ltx2_stream_start');
-    const second = await TestClient.connect(server.wsUrl);
+    // Connections waiting for their init are counted apart: the second is refused when its init arrives.
+    const second = await TestClient.init(server.wsUrl);
     expect((await second.closed).code).toBe(1013);
     expect(second.messages).toEqual([expect.objectContaining({ type: 'error', code: 'session_rejected' })]);
     first.close();
+  });
+
+  it('refuses a connection past max_pending_inits with session_rejected and close 1013, without counting it as a session', async () => {
+    server = await startServer({ limits: { max_pending_inits: 2 }, streaming: { max_sessions: 16 } });
+    const waiting = [await TestClient.connect(server.wsUrl), await TestClient.connect(server.wsUrl)];
+    const third = await TestClient.connect(server.wsUrl);
+    expect((await third.closed).code).toBe(1013);
+    expect(third.messages).toEqual([expect.objectContaining({ type: 'error', code: 'session_rejected', retryable: true })]);
+    // A real session still gets in while the pending ones wait.
+    waiting[0]?.send({ type: 'session_init_v2' });
+    await waiting[0]?.waitFor('gpu_assigned');
+    for (const client of waiting) client.close();
   });
 
   it('ends an idle active session with session_timeout and close 1000', async () => {
@@ -172,7 +185,7 @@ describe('budgets', () => {
     const closed = await client.closed;
     expect(closed.code).toBe(1000);
     expect(client.messages.at(-1)).toEqual({ type: 'session_timeout', timeout_seconds: 0.4 });
-    expect(server.server.context.manager.size).toBe(0);
+    expect(await server.sessionCount()).toBe(0);
   });
 
   it('completes the session at the segment cap with reason segment_cap and close 1000', async () => {

@@ -1,0 +1,172 @@
+/**
+ * The opening frame of a session: the only frame that may be large (it can carry a
+ * 32 MiB image as base64), so the only one whose parsing could hold the event loop for
+ * hundreds of milliseconds. Small frames are parsed in place; large ones in a worker
+ * thread, so one client's upload never stalls everyone else's stream.
+ *
+ * Parsing yields the init without the image's base64 text: the image comes back decoded
+ * and checked (its header must match the declared type and declare sane dimensions),
+ * and nothing keeps the frame alive once the session holds what it needs.
+ */
+import { Worker } from 'node:worker_threads';
+import { checkInitialImage, DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../media/image-header.js';
+import { jsonDepth, MAX_PAYLOAD_DEPTH, parseClientMessage, type SessionInitV2 } from '../protocol/index.js';
+import type { FrameLimits } from './policy.js';
+
+/** The init as the session uses it: `initial_image` is always absent (the decoded image travels beside it). */
+export type SessionInit = SessionInitV2;
+
+export interface DecodedImage {
+  mime: string;
+  name: string | undefined;
+  bytes: Buffer;
+}
+
+export type OpeningFrame = { ok: true; init: SessionInit; image: DecodedImage | undefined } | { ok: false; message: string };
+
+/** The opening-frame limits of a session policy's frame limits. */
+export function openingFrameLimits(frames: FrameLimits): OpeningFrameLimits {
+  return { maxTokens: frames.initJsonTokens, maxStateBytes: frames.continuationStateBytes, image: frames.image };
+}
+
+export interface OpeningFrameLimits {
+  /** JSON structure tokens the frame may hold. */
+  maxTokens: number;
+  /** Serialised bytes of the continuation state it may carry. */
+  maxStateBytes: number;
+  image: ImageLimits;
+}
+
+/**
+ * Parses and checks an opening frame: a valid `session_init_v2` (its type checked before
+ * anything else is validated), within the token and state limits, with an image whose
+ * bytes are what its mime says. Pure and synchronous: runs in either thread.
+ */
+export function parseOpeningFrame(frame: Buffer, isBinary: boolean, limits: OpeningFrameLimits): OpeningFrame {
+  const parsed = parseClientMessage(frame, { binary: isBinary, maxTokens: limits.maxTokens, only: 'session_init_v2' });
+  if (!parsed.ok) return { ok: false, message: parsed.error.message };
+  if (parsed.message.type !== 'session_init_v2') return { ok: false, message: `first frame must be session_init_v2, got ${parsed.message.type}` };
+  // Unknown fields are kept as metadata; a value nested deeper than a real state ever is
+  // has no use, and it would cost a deep copy (or a stack) wherever the init travels.
+  if (jsonDepth(parsed.message, MAX_INIT_DEPTH) > MAX_INIT_DEPTH) {
+    return { ok: false, message: `session_init_v2: nested deeper than ${MAX_INIT_DEPTH} levels` };
+  }
+  const { initial_image: imageField, ...fields } = parsed.message;
+  const init: SessionInit = { ...fields, type: 'session_init_v2', initial_image: undefined };
+  if (init.continuation_state) {
+    const stateBytes = Buffer.byteLength(JSON.stringify(init.continuation_state));
+    if (stateBytes > limits.maxStateBytes) {
+      return { ok: false, message: `continuation_state: ${stateBytes} bytes, more than the ${limits.maxStateBytes}-byte limit` };
+    }
+  }
+  let image: DecodedImage | undefined;
+  if (imageField) {
+    const bytes = Buffer.from(imageField.data, 'base64');
+    const problem = checkInitialImage(bytes, imageField.mime, limits.image);
+    if (problem) return { ok: false, message: problem };
+    image = { mime: imageField.mime, name: imageField.name ?? undefined, bytes };
+  }
+  return { ok: true, init, image };
+}
+
+/** Deepest nesting of the opening frame as a whole: the continuation payload's limit plus its two levels. */
+const MAX_INIT_DEPTH = MAX_PAYLOAD_DEPTH + 2;
+
+/** Frames up to this size are parsed on the event loop: well under a millisecond of work. */
+const INLINE_LIMIT_BYTES = 256 * 1024;
+
+interface Job {
+  resolve(result: OpeningFrame): void;
+  reject(err: Error): void;
+}
+
+type ThreadReply = { id: number; result: OpeningFrame } | { id: number; error: string };
+
+/** Parses opening frames: small ones at once, large ones in one worker thread, in arrival order. */
+export class OpeningFrameParser {
+  private thread: Worker | undefined;
+  private readonly jobs = new Map<number, Job>();
+  private nextId = 1;
+
+  constructor(private readonly limits: OpeningFrameLimits = { maxTokens: 100_000, maxStateBytes: 8 * 1024 * 1024, image: DEFAULT_IMAGE_LIMITS }) {}
+
+  parse(frame: Buffer, isBinary: boolean): Promise<OpeningFrame> {
+    if (frame.length <= INLINE_LIMIT_BYTES || isBinary) return Promise.resolve(parseOpeningFrame(frame, isBinary, this.limits));
+    const thread = this.ensureThread();
+    const id = this.nextId++;
+    // Hand the bytes over without a copy when the frame owns its whole buffer.
+    const owned = frame.byteOffset === 0 && frame.buffer.byteLength === frame.length && frame.buffer instanceof ArrayBuffer;
+    const bytes = owned ? new Uint8Array(frame.buffer, 0, frame.length) : new Uint8Array(frame);
+    return new Promise<OpeningFrame>((resolve, reject) => {
+      this.jobs.set(id, { resolve, reject });
+      thread.postMessage({ id, frame: bytes, limits: this.limits }, [bytes.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Starts the thread now, so the first large init does not wait for it to load. */
+  warm(): void {
+    this.ensureThread();
+  }
+
+  /** Frames waiting for the thread. */
+  get pending(): number {
+    return this.jobs.size;
+  }
+
+  async close(): Promise<void> {
+    const thread = this.thread;
+    this.thread = undefined;
+    this.failAll(new Error('the server is shutting down'));
+    await thread?.terminate();
+  }
+
+  private ensureThread(): Worker {
+    if (this.thread) return this.thread;
+    // One parse at a time holds the frame, its text, the parsed value and the decoded image.
+    const resourceLimits = { maxOldGenerationSizeMb: 512 };
+    const fromSources = import.meta.url.endsWith('.ts');
+    const url = new URL(fromSources ? './opening-frame-thread.ts' : './opening-frame-thread.js', import.meta.url);
+    // Running from the TypeScript sources, the thread registers the same loader before loading its module.
+    const thread = fromSources
+      ? new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); });`, { eval: true, resourceLimits })
+      : new Worker(url, { resourceLimits });
+    thread.unref();
+    // A reply that cannot be read back fails the job it answers (replies come in request order).
+    thread.on('messageerror', (err: Error) => {
+      const [first] = this.jobs.keys();
+      if (first === undefined) return;
+      const job = this.jobs.get(first);
+      this.jobs.delete(first);
+      job?.reject(err);
+    });
+    thread.on('message', (reply: ThreadReply) => {
+      const job = this.jobs.get(reply.id);
+      if (!job) return;
+      this.jobs.delete(reply.id);
+      if ('error' in reply) job.reject(new Error(reply.error));
+      else job.resolve(reviveImage(reply.result));
+    });
+    // A thread that dies (out of memory on a hostile frame) fails its jobs; the next parse starts a new one.
+    const onDeath = (err: Error): void => {
+      if (this.thread === thread) this.thread = undefined;
+      this.failAll(err);
+    };
+    thread.on('error', onDeath);
+    thread.on('exit', (code) => onDeath(new Error(`the opening-frame parser exited with code ${code}`)));
+    this.thread = thread;
+    return thread;
+  }
+
+  private failAll(err: Error): void {
+    const jobs = [...this.jobs.values()];
+    this.jobs.clear();
+    for (const job of jobs) job.reject(err);
+  }
+}
+
+/** Structured clone turns the image's Buffer into a plain Uint8Array; make it a Buffer again. */
+function reviveImage(result: OpeningFrame): OpeningFrame {
+  if (!result.ok || !result.image) return result;
+  const raw = result.image.bytes as Uint8Array;
+  return { ...result, image: { ...result.image, bytes: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength) } };
+}

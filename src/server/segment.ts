@@ -1,0 +1,257 @@
+/**
+ * One segment, from a job to the frames the client sees: `ltx2_segment_start`, a
+ * `step_complete` per denoising step, `media_init` and the binary media as it is
+ * encoded, `media_segment_complete`, the new continuation state stored, and
+ * `ltx2_segment_complete`. Generation, encoding and sending overlap: frames go to the
+ * encoder as the generator yields them and fragments go to the client as ffmpeg makes
+ * them, so the first media leaves long before the segment is done.
+ *
+ * It talks to the rest of the server only through `SegmentPorts`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ContinuationState, StreamMode } from '../core/index.js';
+import type { Generator, SegmentRequest } from '../generation/types.js';
+import type { SegmentEncoder } from '../media/index.js';
+import { buildServerMessage, DEFAULT_MEDIA_MIME, type PromptSource, type ServerMessage } from '../protocol/index.js';
+import type { SegmentFigures } from './metrics.js';
+import type { SamplingDefaults } from './policy.js';
+
+/** What a request may override of the sampling defaults. */
+export type SegmentOverrides = Partial<Pick<SegmentRequest, 'negativePrompt' | 'seed' | 'numInferenceSteps' | 'guidanceScale'>>;
+
+/** A segment the session will run: what to generate and why. */
+export interface SegmentJob {
+  prompt: string;
+  source: PromptSource;
+  overrides: SegmentOverrides;
+  /** When the request arrived (clock ms), for the end-to-end latency. */
+  receivedAt: number;
+}
+
+/** Where a segment's output and bookkeeping go. */
+export interface SegmentPorts {
+  send(message: ServerMessage): void;
+  /** Resolves when the connection can take more (backpressure). */
+  sendBinary(data: Buffer): Promise<void>;
+  storeState(state: ContinuationState): Promise<void>;
+  segmentCompleted(figures: SegmentFigures): void;
+  log(event: string, payload: Record<string, unknown>): void;
+  /** Any sign of life (frames, steps), so the idle reaper leaves a working session alone. */
+  touch(): void;
+  clock(): number;
+}
+
+/** The session's side of the segment: where it stands and what it generates with. */
+export interface SegmentContext {
+  segmentIdx: number;
+  /** Media time at which this segment starts (the earlier segments' total). */
+  ptsBaseMs: number;
+  streamMode: StreamMode;
+  sampling: SamplingDefaults;
+  generator: Generator;
+  encoder: SegmentEncoder;
+  initImagePath: string | undefined;
+  /** The state to continue from; undefined generates a fresh clip. */
+  continuationState: ContinuationState | undefined;
+}
+
+export interface SegmentResult {
+  continuationState: ContinuationState | undefined;
+  durationMs: number;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+/** The generator request for a job: the job's overrides over the sampling defaults. */
+export function segmentRequest(job: SegmentJob, ctx: Pick<SegmentContext, 'sampling' | 'initImagePath' | 'continuationState'>): SegmentRequest {
+  const d = ctx.sampling;
+  return {
+    prompt: job.prompt,
+    negativePrompt: job.overrides.negativePrompt ?? d.negativePrompt,
+    seed: job.overrides.seed ?? d.seed,
+    numInferenceSteps: job.overrides.numInferenceSteps ?? d.numInferenceSteps,
+    guidanceScale: job.overrides.guidanceScale ?? d.guidanceScale,
+    width: d.width,
+    height: d.height,
+    fps: d.fps,
+    numFrames: d.numFrames,
+    initImagePath: ctx.initImagePath,
+    continuationState: ctx.continuationState,
+  };
+}
+
+/**
+ * Runs `job` to its end. `beforeComplete` runs once the media is out and the state is
+ * stored, just before `ltx2_segment_complete`, so the session counts the segment (and
+ * may start the next encoder) before the client hears it is done. Throws when the
+ * segment fails or `signal` aborts; the caller decides what that ends.
+ */
+export async function runSegmentJob(
+  job: SegmentJob,
+  ctx: SegmentContext,
+  ports: SegmentPorts,
+  signal: AbortSignal,
+  beforeComplete: (result: SegmentResult) => void,
+): Promise<SegmentResult> {
+  const request = segmentRequest(job, ctx);
+  const { segmentIdx } = ctx;
+  ctx.encoder.setPtsBase(ctx.ptsBaseMs);
+  ports.send(
+    buildServerMessage('ltx2_segment_start', { segment_idx: segmentIdx, prompt: job.prompt, total_steps: request.numInferenceSteps, source: job.source }),
+  );
+  ports.log('segment_start', { segment_idx: segmentIdx, prompt: job.prompt, source: job.source });
+  const started = ports.clock();
+  let firstMediaAt: number | undefined;
+  const outcome = await pumpSegment(ctx.generator, request, ctx.encoder, signal, ports, {
+    onStep: (step, totalSteps, stepMs, elapsedMs) =>
+      ports.send(
+        buildServerMessage('step_complete', {
+          segment_idx: segmentIdx,
+          step,
+          total_steps: totalSteps,
+          stage: 'denoise',
+          timings: { step_ms: round(stepMs), elapsed_ms: round(elapsedMs) },
+        }),
+      ),
+    onMediaStart: (streamId, mime) => {
+      firstMediaAt = ports.clock();
+      ports.send(buildServerMessage('media_init', { segment_idx: segmentIdx, mime, stream_id: streamId, mode: ctx.streamMode }));
+    },
+  });
+  if (outcome.chunks === 0 && outcome.bytes === 0) throw new Error('segment produced no media');
+  ports.send(
+    buildServerMessage('media_segment_complete', {
+      segment_idx: segmentIdx,
+      stream_id: outcome.streamId,
+      chunks: outcome.chunks,
+      bytes: outcome.bytes,
+      duration_ms: round(outcome.durationMs),
+      pts_base_ms: round(ctx.ptsBaseMs),
+    }),
+  );
+  if (outcome.continuationState) await ports.storeState(outcome.continuationState);
+  const result: SegmentResult = { continuationState: outcome.continuationState, durationMs: outcome.durationMs };
+  beforeComplete(result);
+  const e2eMs = ports.clock() - job.receivedAt;
+  ports.send(
+    buildServerMessage('ltx2_segment_complete', {
+      segment_idx: segmentIdx,
+      generation_time_ms: round(outcome.generationTimeMs),
+      e2e_latency_ms: round(e2eMs),
+    }),
+  );
+  ports.segmentCompleted({
+    generationMs: outcome.generationTimeMs,
+    e2eMs,
+    firstMediaMs: firstMediaAt === undefined ? undefined : firstMediaAt - started,
+    firstFragmentMs: outcome.firstFragmentMs,
+    bytes: outcome.bytes,
+    frames: outcome.frames,
+  });
+  ports.log('segment_complete', {
+    segment_idx: segmentIdx,
+    generation_time_ms: round(outcome.generationTimeMs),
+    chunks: outcome.chunks,
+    bytes: outcome.bytes,
+    duration_ms: round(outcome.durationMs),
+  });
+  return result;
+}
+
+interface PumpOutcome {
+  streamId: string;
+  continuationState: ContinuationState | undefined;
+  generationTimeMs: number;
+  durationMs: number;
+  /** Binary frames after the init frame. */
+  chunks: number;
+  /** All binary bytes of the segment, init included. */
+  bytes: number;
+  frames: number;
+  /** From the first generated frame to the first fragment handed to the socket. */
+  firstFragmentMs: number | undefined;
+}
+
+interface PumpEvents {
+  onStep(step: number, totalSteps: number, stepMs: number, elapsedMs: number): void;
+  /** Called once, before the first binary frame, with the stream's MIME type. */
+  onMediaStart(streamId: string, mime: string): void;
+}
+
+/** Generator → encoder → socket, overlapped; aborting `signal` stops all three. */
+async function pumpSegment(
+  generator: Generator,
+  request: SegmentRequest,
+  encoder: SegmentEncoder,
+  signal: AbortSignal,
+  ports: Pick<SegmentPorts, 'sendBinary' | 'touch' | 'clock'>,
+  events: PumpEvents,
+): Promise<PumpOutcome> {
+  const streamId = randomBytes(8).toString('hex');
+  const started = ports.clock();
+  let continuationState: ContinuationState | undefined;
+  let chunks = 0;
+  let bytes = 0;
+  let frames = 0;
+  let firstFrameAt: number | undefined;
+  let firstFragmentMs: number | undefined;
+
+  const onAbort = (): void => void encoder.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+
+  const ship = (async () => {
+    let shipping = false;
+    for await (const chunk of encoder.chunks()) {
+      if (!shipping) {
+        shipping = true;
+        events.onMediaStart(streamId, chunk.mime ?? encoder.mime ?? DEFAULT_MEDIA_MIME);
+      }
+      if (chunk.kind === 'fragment') {
+        chunks += 1;
+        if (firstFragmentMs === undefined && firstFrameAt !== undefined) firstFragmentMs = ports.clock() - firstFrameAt;
+      }
+      bytes += chunk.data.length;
+      await ports.sendBinary(chunk.data);
+    }
+  })();
+  // If generation fails first, the shipping side is torn down by abort(); keep its
+  // rejection from surfacing as unhandled while we wait on the generator.
+  ship.catch(() => undefined);
+
+  let generationTimeMs: number;
+  try {
+    for await (const event of generator.generate(request, signal)) {
+      switch (event.type) {
+        case 'step':
+          events.onStep(event.step, event.totalSteps, event.stepMs, event.elapsedMs);
+          ports.touch();
+          break;
+        case 'video':
+          frames += 1;
+          firstFrameAt ??= ports.clock();
+          await encoder.writeVideo(event.frame, event.release);
+          ports.touch();
+          break;
+        case 'audio':
+          await encoder.writeAudio(event.samples);
+          break;
+        case 'done':
+          continuationState = event.continuationState;
+          break;
+      }
+    }
+    signal.throwIfAborted();
+    generationTimeMs = ports.clock() - started;
+    await encoder.end();
+    await ship;
+  } catch (err) {
+    await encoder.abort(err);
+    await ship.catch(() => undefined);
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+  return { streamId, continuationState, generationTimeMs, durationMs: (frames * 1000) / request.fps, chunks, bytes, frames, firstFragmentMs };
+}
