@@ -50,6 +50,8 @@ class InitByteBudget {
       socket,
       bytes: 0,
       onData: (chunk: Buffer) => {
+        // A listener removed during an emit still hears that emit: count only while tracked.
+        if (this.byConnection.get(ws) !== entry) return;
         entry.bytes += chunk.length;
         this.total += chunk.length;
         if (this.total > this.limit) {
@@ -59,7 +61,8 @@ class InitByteBudget {
       },
     };
     this.byConnection.set(ws, entry);
-    socket.on('data', entry.onData);
+    // Ahead of ws's own listener, so a chunk is counted before it is parsed.
+    socket.prependListener('data', entry.onData);
   }
 
   /** The connection's opening frame arrived (or the connection is gone): its bytes stop counting. */
@@ -143,6 +146,14 @@ export class StreamEndpoint {
   private async accept(ws: WebSocket, socket: Duplex, keyId: string | undefined): Promise<void> {
     this.alive.set(ws, true);
     ws.on('pong', () => this.alive.set(ws, true));
+    // Frames wait until the session listens; the opening frame's bytes count from the start.
+    ws.pause();
+    let driver: SessionDriver | undefined;
+    this.budget.track(ws, socket, () => {
+      if (driver) driver.overloaded('the server is receiving too many opening frames at once; retry later');
+      else ws.terminate();
+    });
+    ws.once('close', () => this.budget.release(ws));
     let admitted: boolean;
     try {
       admitted = await this.options.access.openSession(keyId);
@@ -151,6 +162,7 @@ export class StreamEndpoint {
       admitted = false;
     }
     if (!admitted) {
+      this.budget.release(ws);
       this.refuse(ws, 'this API key holds its maximum of concurrent sessions', CloseCode.POLICY_VIOLATION, 'session limit for this key');
       return;
     }
@@ -158,17 +170,16 @@ export class StreamEndpoint {
       this.services.releaseKey(keyId);
       return;
     }
-    let driver: SessionDriver;
     try {
       driver = SessionDriver.open(this.services, ws, keyId);
     } catch (err) {
+      this.budget.release(ws);
       this.services.releaseKey(keyId);
       if (!(err instanceof SessionRejected)) throw err;
       this.refuse(ws, `server is full: ${err.message}`, CloseCode.TRY_AGAIN_LATER, 'server full');
       return;
     }
-    this.budget.track(ws, socket, () => driver.overloaded('the server is receiving too many opening frames at once; retry later'));
-    ws.once('close', () => this.budget.release(ws));
+    ws.resume();
   }
 
   private refuse(ws: WebSocket, message: string, close: number, reason: string): void {

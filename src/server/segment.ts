@@ -10,7 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ContinuationState, StreamMode } from '../core/index.js';
-import type { Generator, SegmentRequest } from '../generation/types.js';
+import type { GenerationEvent, Generator, SegmentRequest } from '../generation/types.js';
+import { GenerationFailure } from './wire-errors.js';
 import type { SegmentEncoder } from '../media/index.js';
 import { buildServerMessage, DEFAULT_MEDIA_MIME, type PromptSource, type ServerMessage } from '../protocol/index.js';
 import type { SegmentFigures } from './metrics.js';
@@ -160,6 +161,16 @@ export async function runSegmentJob(
   return result;
 }
 
+/**
+ * A generator threw: that is a generation failure (worker_failed) unless it already says
+ * what it is (a worker failure, a state it cannot read, a request it refuses, a cancel).
+ */
+function asGenerationFailure(err: unknown): unknown {
+  if (!(err instanceof Error) || err.name === 'AbortError' || err.name === 'SessionEnded') return err;
+  if (['WorkerFailure', 'ContinuationStateError', 'InvalidSegmentRequestError'].includes(err.name)) return err;
+  return new GenerationFailure(err.message, { cause: err });
+}
+
 interface PumpOutcome {
   streamId: string;
   continuationState: ContinuationState | undefined;
@@ -222,7 +233,16 @@ async function pumpSegment(
 
   let generationTimeMs: number;
   try {
-    for await (const event of generator.generate(request, signal)) {
+    const stream = generator.generate(request, signal)[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<GenerationEvent>;
+      try {
+        next = await stream.next();
+      } catch (err) {
+        throw asGenerationFailure(err);
+      }
+      if (next.done) break;
+      const event = next.value;
       switch (event.type) {
         case 'step':
           events.onStep(event.step, event.totalSteps, event.stepMs, event.elapsedMs);

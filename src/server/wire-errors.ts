@@ -19,6 +19,11 @@ const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 /** The process or system ran out of descriptors: transient, retrying later can work. */
 const NO_DESCRIPTORS = new Set(['EMFILE', 'ENFILE']);
 
+/** The generator threw something that is not one of its typed errors. */
+export class GenerationFailure extends Error {
+  override readonly name = 'GenerationFailure';
+}
+
 /** A continuation store call failed (the store is down, or refused the write). */
 export class StoreError extends Error {
   override readonly name = 'StoreError';
@@ -47,6 +52,7 @@ export function toWireError(err: unknown): WireError {
     }
     return { code: ErrorCode.WORKER_FAILED, message: `generation failed: ${err.message}`, retryable: true };
   }
+  if (err instanceof GenerationFailure) return { code: ErrorCode.WORKER_FAILED, message: `generation failed: ${err.message}`, retryable: true };
   if (err instanceof ContinuationStateError) {
     return { code: ErrorCode.INVALID_MESSAGE, message: `continuation_state.${err.message.replace(/^continuationState\.?/, '')}`, retryable: false };
   }

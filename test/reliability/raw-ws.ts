@@ -66,6 +66,8 @@ export class RawWsClient {
   responseHead = '';
   closed = false;
   bytesReceived = 0;
+  /** Answer the server's pings while reading (on by default). */
+  answerPings = true;
   private listeners: (() => void)[] = [];
 
   private constructor(readonly socket: Socket) {
@@ -169,8 +171,11 @@ export class RawWsClient {
         offset = 10;
       }
       if (buf.length < offset + length) return;
-      this.frames.push({ fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, payload: Buffer.from(buf.subarray(offset, offset + length)) });
+      const frame = { fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, payload: Buffer.from(buf.subarray(offset, offset + length)) };
+      this.frames.push(frame);
       this.pending = buf.subarray(offset + length);
+      // While it reads, it answers pings like any client; once it stops reading, it cannot.
+      if (frame.opcode === Opcode.PING && this.answerPings) this.write(clientFrame(Opcode.PONG, frame.payload));
     }
   }
 
