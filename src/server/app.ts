@@ -20,7 +20,7 @@ import { OpeningFrameParser, openingFrameLimits } from './opening-frame.js';
 import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom, type SessionPolicy } from './policy.js';
 import { RepeatLastPromptExtender, type PromptExtender } from './prompt-extender.js';
 import { buildRoutes, sendJson, type ServerStatus } from './routes.js';
-import type { SessionDriver, SessionServices, SessionView } from './session-driver.js';
+import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
 import { SessionEventLog } from './session-log.js';
 import { serveStatic } from './static-files.js';
 
@@ -197,7 +197,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
   // Refused before anything starts: a short key in the environment is a config error.
   const access = new AccessControl(config, { apiKeys: parseEnvApiKeys(overrides.envApiKeys ?? process.env.LIVEGEN_API_KEYS) });
 
-  const manager = new SessionManager<SessionDriver>({
+  const manager = new SessionManager<SessionHandle>({
     segmentCap: policy.segmentCap,
     sessionTimeoutSeconds: policy.sessionTimeoutSeconds,
     maxSessions: config.streaming.max_sessions,

@@ -40,6 +40,12 @@ export interface EndingSpec<E extends Ending> {
   dropAfterMs?: number;
   /** The `livegen_errors_total{code}` label, if this ending counts as an error. */
   metric?: (ending: E) => string | undefined;
+  /**
+   * The client may want to go on from where the story stopped: the last good continuation
+   * state goes out before the close, so "retryable" can continue and a capped session can
+   * be resumed in a new one.
+   */
+  offersState?: (ending: E) => boolean;
 }
 
 type EndingTable = { [K in EndingKind]: EndingSpec<Extract<Ending, { kind: K }>> };
@@ -59,6 +65,7 @@ export const ENDINGS: EndingTable = {
   segment_cap: {
     frames: () => [streamComplete(StreamCompleteReason.SEGMENT_CAP)],
     state: () => SessionState.COMPLETE,
+    offersState: () => true,
     close: () => ({ code: CloseCode.NORMAL, reason: 'segment cap reached' }),
   },
   timeout: {
@@ -80,12 +87,14 @@ export const ENDINGS: EndingTable = {
   queue_timeout: {
     frames: (e) => [errorMessage(ErrorCode.GPU_UNAVAILABLE, e.message, true)],
     state: () => SessionState.TIMEOUT,
+    offersState: () => true,
     close: () => ({ code: CloseCode.TRY_AGAIN_LATER, reason: 'no worker available' }),
     metric: () => ErrorCode.GPU_UNAVAILABLE,
   },
   failed: {
     frames: (e) => [errorMessage(e.error.code, e.error.message, e.error.retryable), streamComplete(StreamCompleteReason.ERROR)],
     state: () => SessionState.ERROR,
+    offersState: (e) => e.error.retryable,
     // A state the generator cannot read is the client's data (1003); anything else is the server's (1011).
     close: (e) => ({ code: e.error.code === ErrorCode.INVALID_MESSAGE ? CloseCode.UNSUPPORTED_DATA : CloseCode.INTERNAL_ERROR, reason: e.error.code }),
     metric: (e) => e.error.code,
@@ -108,6 +117,7 @@ export const ENDINGS: EndingTable = {
     frames: () => [streamComplete(StreamCompleteReason.STOP_REQUESTED)],
     state: completeIfActive,
     close: () => ({ code: CloseCode.GOING_AWAY, reason: 'server shutting down' }),
+    offersState: () => true,
   },
 };
 

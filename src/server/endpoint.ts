@@ -13,7 +13,8 @@ import { SessionRejected } from '../session/index.js';
 import type { AccessControl } from './access.js';
 import { ClientConnection } from './connection.js';
 import type { ServerMetrics } from './metrics.js';
-import { SessionDriver, type SessionServices } from './session-driver.js';
+import { SessionDriver } from './session-driver.js';
+import type { SessionServices } from './session-services.js';
 import { refuseUpgrade, remoteAddress, UpgradeSockets } from './upgrade.js';
 
 export const STREAM_PATH = '/v1/stream';

@@ -3,4 +3,4 @@ export { ConfigError, loadConfigFile, mergeConfigInput, parseConfig, readConfigI
 export { MAX_INIT_FRAME_BYTES, sessionPolicyFrom, type SessionPolicy } from './policy.js';
 export { openingFrameLimits, parseOpeningFrame, type OpeningFrame } from './opening-frame.js';
 export { RepeatLastPromptExtender, type PromptExtender, type PromptExtensionContext } from './prompt-extender.js';
-export type { SessionView } from './session-driver.js';
+export type { SessionView } from './session-services.js';

@@ -10,7 +10,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { checkInitialImage, DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../media/image-header.js';
-import { jsonDepth, MAX_PAYLOAD_DEPTH, parseClientMessage, type SessionInitV2 } from '../protocol/index.js';
+import type { ContinuationState } from '../core/index.js';
+import { ErrorCode, jsonDepth, MAX_PAYLOAD_DEPTH, parseClientMessage, SessionInitV2Schema, type SessionInitV2 } from '../protocol/index.js';
 import type { FrameLimits } from './policy.js';
 
 /** The init as the session uses it: `initial_image` is always absent (the decoded image travels beside it). */
@@ -71,6 +72,43 @@ export function parseOpeningFrame(frame: Buffer, isBinary: boolean, limits: Open
 
 /** Deepest nesting of the opening frame as a whole: the continuation payload's limit plus its two levels. */
 const MAX_INIT_DEPTH = MAX_PAYLOAD_DEPTH + 2;
+
+const KNOWN_INIT_FIELDS = new Set(Object.keys(SessionInitV2Schema.shape));
+
+/** The session fields an init sets; unknown init fields are kept (PROTOCOL.md) as metadata. */
+export function sessionFieldsOf(init: SessionInit) {
+  return {
+    clientId: init.client_id ?? undefined,
+    preset: init.preset ?? undefined,
+    presetLabel: init.preset_label ?? undefined,
+    curatedPrompts: [...init.curated_prompts],
+    enhancementEnabled: init.enhancement_enabled,
+    autoExtensionEnabled: init.auto_extension_enabled,
+    loopGenerationEnabled: init.loop_generation_enabled,
+    singleClipMode: init.single_clip_mode,
+    streamMode: init.stream_mode,
+    metadata: Object.fromEntries(Object.entries(init).filter(([key]) => !KNOWN_INIT_FIELDS.has(key))),
+  };
+}
+
+/**
+ * Checks of a parsed init that its schema cannot make: the server's preset, and a
+ * continuation state the workers can resume. Undefined when the init may proceed.
+ */
+export function refusalOf(
+  init: SessionInit,
+  serverPreset: string | undefined,
+  checkContinuation: (state: ContinuationState) => string | undefined,
+): { code: ErrorCode; message: string } | undefined {
+  if (serverPreset && init.preset && init.preset !== serverPreset) {
+    return {
+      code: ErrorCode.PRESET_MISMATCH,
+      message: `preset ${JSON.stringify(init.preset)} is not served here (server preset ${JSON.stringify(serverPreset)})`,
+    };
+  }
+  const problem = init.continuation_state ? checkContinuation(init.continuation_state) : undefined;
+  return problem ? { code: ErrorCode.INVALID_MESSAGE, message: problem } : undefined;
+}
 
 /** Frames up to this size are parsed on the event loop: well under a millisecond of work. */
 const INLINE_LIMIT_BYTES = 256 * 1024;

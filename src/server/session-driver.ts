@@ -1,77 +1,27 @@
-import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
+import { abortable } from '../async/index.js';
 import type { ContinuationState } from '../core/index.js';
-import type { AudioFormat } from '../generation/types.js';
 import type { SegmentEncoder } from '../media/index.js';
 import type { WorkerSlot } from '../pool/index.js';
 import {
   buildServerMessage,
   CloseCode,
-  encodeServerMessage,
   ErrorCode,
   errorMessage,
   parseClientMessage,
-  SessionInitV2Schema,
-  snapshotMessage,
   type ClientMessage,
 } from '../protocol/index.js';
-import { AdmissionTimeout, QueueFull, SessionRejected, SessionState, type AdmissionBackend, type Session, type SessionRegistry } from '../session/index.js';
-import type { ContinuationStore } from '../store/index.js';
-import { ClientConnection, type ConnectionHooks, type ConnectionLimits } from './connection.js';
+import { AdmissionTimeout, QueueFull, SessionRejected, SessionState, type Session } from '../session/index.js';
+import { ClientConnection } from './connection.js';
 import { endingSpec, type Ending } from './endings.js';
-import type { InitImageFile, TempFiles } from './init-image.js';
-import type { ServerMetrics } from './metrics.js';
-import type { OpeningFrame, OpeningFrameParser, SessionInit } from './opening-frame.js';
-import type { SessionPolicy } from './policy.js';
-import type { PromptExtender } from './prompt-extender.js';
+import type { InitImageFile } from './init-image.js';
+import { refusalOf, sessionFieldsOf, type OpeningFrame } from './opening-frame.js';
 import { runSegmentJob, type SegmentJob, type SegmentPorts } from './segment.js';
 import { jobFromRequest, SegmentScheduler } from './segment-scheduler.js';
 import type { SessionEventLog } from './session-log.js';
+import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
+import { encodedSnapshot } from './snapshots.js';
 import { StoreError, toWireError } from './wire-errors.js';
-
-/** What a session needs from the server, composed once in `createLivegenServer`. */
-export interface SessionServices {
-  policy: SessionPolicy;
-  registry: SessionRegistry<SessionDriver>;
-  admission: AdmissionBackend<WorkerSlot>;
-  store: ContinuationStore;
-  extender: PromptExtender;
-  openingFrames: OpeningFrameParser;
-  tempFiles: TempFiles;
-  metrics: ServerMetrics;
-  logger: Logger;
-  connection: { limits: ConnectionLimits; hooks: ConnectionHooks };
-  /** Starts a segment encoder for a stream mode (ffmpeg takes tens of ms to start). */
-  createEncoder(mode: Session['streamMode'], audio: AudioFormat | null): SegmentEncoder;
-  /** Why the workers cannot resume from a client's state, or undefined when they can. */
-  checkContinuation(state: ContinuationState): string | undefined;
-  /** Opens the session's JSONL event log, when session logs are on. */
-  openEventLog(session: Session): SessionEventLog | undefined;
-  /** The session's API key stops counting against its concurrent-session limit. */
-  releaseKey(keyId: string | undefined): void;
-  /** Told when the opening frame has arrived (or the connection is gone), for the init byte budget. */
-  initReceived(ws: WebSocket): void;
-}
-
-/** What operations and tests can see of a running session. */
-export interface SessionView {
-  id: string;
-  state: SessionState;
-  clientId: string | undefined;
-  streamMode: Session['streamMode'];
-  segmentIdx: number;
-  generationPaused: boolean;
-  loopGenerationEnabled: boolean;
-  autoExtensionEnabled: boolean;
-  singleClipMode: boolean;
-  enhancementEnabled: boolean;
-  curatedPrompts: string[];
-  /** Unknown init fields, kept. */
-  metadata: Record<string, unknown>;
-  gpuId: number | undefined;
-  sendBacklogBytes: number;
-  encoderPid: number | undefined;
-}
 
 class SessionEnded extends Error {
   override readonly name = 'SessionEnded';
@@ -87,7 +37,7 @@ class SessionEnded extends Error {
  * Control frames (toggles, `snapshot_state`) are answered as they arrive, even while a
  * segment runs; segment requests wait in the scheduler's bounded queue.
  */
-export class SessionDriver {
+export class SessionDriver implements SessionHandle {
   private readonly connection: ClientConnection;
   /** Aborted when the session ends for any reason; every wait in the story races it. */
   private readonly lifetime = new AbortController();
@@ -203,9 +153,9 @@ export class SessionDriver {
       this.end({ kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message: parsed.message, close: CloseCode.UNSUPPORTED_DATA });
       throw new SessionEnded();
     }
-    const refusal = this.checkInit(parsed.init);
+    const refusal = refusalOf(parsed.init, this.services.policy.preset, this.services.checkContinuation);
     if (refusal) {
-      this.end(refusal);
+      this.end({ kind: 'rejected', ...refusal, close: CloseCode.UNSUPPORTED_DATA });
       throw new SessionEnded();
     }
     return parsed;
@@ -221,16 +171,7 @@ export class SessionDriver {
       this.end({ kind: 'rejected', code: ErrorCode.SESSION_REJECTED, message: `server is full: ${err.message}`, close: CloseCode.TRY_AGAIN_LATER });
       throw new SessionEnded();
     }
-    s.clientId = init.client_id ?? undefined;
-    s.preset = init.preset ?? undefined;
-    s.presetLabel = init.preset_label ?? undefined;
-    s.curatedPrompts = [...init.curated_prompts];
-    s.enhancementEnabled = init.enhancement_enabled;
-    s.autoExtensionEnabled = init.auto_extension_enabled;
-    s.loopGenerationEnabled = init.loop_generation_enabled;
-    s.singleClipMode = init.single_clip_mode;
-    s.streamMode = init.stream_mode;
-    s.metadata = extraInitFields(init);
+    Object.assign(s, sessionFieldsOf(init));
     this.eventLog = this.services.openEventLog(s);
     this.log('init', {
       client_id: s.clientId,
@@ -493,22 +434,6 @@ export class SessionDriver {
     this.connection.sendEncoded(encodedSnapshot(state));
   }
 
-  /** Checks of the init that the schema cannot make: the server's preset, a state the workers can resume. */
-  private checkInit(init: SessionInit): Ending | undefined {
-    const preset = this.services.policy.preset;
-    if (preset && init.preset && init.preset !== preset) {
-      return {
-        kind: 'rejected',
-        code: ErrorCode.PRESET_MISMATCH,
-        message: `preset ${JSON.stringify(init.preset)} is not served here (server preset ${JSON.stringify(preset)})`,
-        close: CloseCode.UNSUPPORTED_DATA,
-      };
-    }
-    const problem = init.continuation_state ? this.services.checkContinuation(init.continuation_state) : undefined;
-    if (problem) return { kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message: problem, close: CloseCode.UNSUPPORTED_DATA };
-    return undefined;
-  }
-
   // ------------------------------------------------------------------ ending
 
   /** Called by the server's reaper when the session idled past its timeout. */
@@ -552,7 +477,7 @@ export class SessionDriver {
     const spec = endingSpec(ending);
     const s = this.session;
     const c = this.connection;
-    if (offersState(ending) && s.continuationState && !s.singleClipMode) c.sendEncoded(encodedSnapshot(s.continuationState));
+    if (spec.offersState?.(ending) && s.continuationState && !s.singleClipMode) c.sendEncoded(encodedSnapshot(s.continuationState));
     for (const frame of spec.frames(ending)) c.send(frame);
     const target = spec.state(s.state);
     if (target !== undefined && target !== s.state) {
@@ -599,67 +524,12 @@ export class SessionDriver {
 
   // ------------------------------------------------------------------ helpers
 
-  /** Resolves with `promise`, or rejects with `SessionEnded` as soon as the session ends. */
+  /** Resolves with `promise`, or rejects with `SessionEnded` (the lifetime's reason) as soon as the session ends. */
   private untilEnded<T>(promise: Promise<T>): Promise<T> {
-    const signal = this.lifetime.signal;
-    if (signal.aborted) {
-      promise.catch(() => undefined);
-      return Promise.reject(new SessionEnded());
-    }
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(new SessionEnded());
-      signal.addEventListener('abort', onAbort, { once: true });
-      promise.then(
-        (value) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(value);
-        },
-        (err: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(signal.aborted ? new SessionEnded() : err);
-        },
-      );
-    });
+    return abortable(promise, this.lifetime.signal);
   }
 
   private log(event: string, payload: Record<string, unknown>): void {
     this.eventLog?.write(event, payload);
   }
-}
-
-/**
- * Endings after which the client may want to go on from where the story stopped: the
- * state goes out before the close, so "retryable" can continue the story and a capped
- * session can be resumed in a new one.
- */
-function offersState(ending: Ending): boolean {
-  switch (ending.kind) {
-    case 'segment_cap':
-    case 'shutdown':
-    case 'queue_timeout':
-      return true;
-    case 'failed':
-      return ending.error.retryable;
-    default:
-      return false;
-  }
-}
-
-/** Snapshot frames by state object: a state is replaced, never changed, so its text never goes stale. */
-const snapshotFrames = new WeakMap<ContinuationState, string>();
-
-function encodedSnapshot(state: ContinuationState): string {
-  let text = snapshotFrames.get(state);
-  if (text === undefined) {
-    text = encodeServerMessage(snapshotMessage(state));
-    snapshotFrames.set(state, text);
-  }
-  return text;
-}
-
-const KNOWN_INIT_FIELDS = new Set(Object.keys(SessionInitV2Schema.shape));
-
-/** Unknown init fields are kept (PROTOCOL.md) as the session's metadata. */
-function extraInitFields(init: SessionInit): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(init).filter(([key]) => !KNOWN_INIT_FIELDS.has(key)));
 }
