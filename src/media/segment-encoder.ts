@@ -2,14 +2,15 @@
  * What the connection driver sees of an encoder, whatever the stream mode: start it
  * ahead of need, write frames while reading chunks, then end or abort it.
  */
+import type { StreamMode } from '../core/index.js';
 import type { AudioFormat } from '../generation/types.js';
 import type { EncodeSummary, FfmpegPipeline, PipelineInput } from './ffmpeg-pipeline.js';
 import type { MediaChunk } from './types.js';
 
 export type { EncodeSummary } from './ffmpeg-pipeline.js';
 
-/** The stream modes of `session_init_v2.stream_mode`. */
-export type SegmentEncoderMode = 'av_fmp4' | 'legacy_jpeg';
+/** The stream modes of `session_init_v2.stream_mode` (the shared definition in src/core). */
+export type SegmentEncoderMode = StreamMode;
 
 export interface SegmentEncoder {
   readonly mode: SegmentEncoderMode;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { STREAM_MODES } from '../core/index.js';
 
 /**
  * `livegen serve` configuration: one YAML file whose sections follow FastVideo's serve
@@ -95,7 +96,7 @@ const StreamingSection = z
   .strictObject({
     generation_segment_cap: nonNegativeInt.default(6),
     session_timeout_seconds: z.number().positive().default(300),
-    stream_mode: z.enum(['av_fmp4', 'legacy_jpeg']).default('av_fmp4'),
+    stream_mode: z.enum(STREAM_MODES).default('av_fmp4'),
     /** Registered sessions at most (connected, queued or active). */
     max_sessions: positiveInt.default(256),
     /** Sessions waiting for a worker at most; past it a session is rejected. */

@@ -116,4 +116,12 @@ describe('origins and rates', () => {
     expect(results.slice(0, 3)).toEqual(['open', 'open', 'open']);
     expect(results[3]).toMatchObject({ status: 429 });
   });
+
+  it('counts every loopback address as one network, so rotating source addresses does not evade the rate', async () => {
+    server = await startServer({ limits: { connections_per_minute_per_ip: 3 } });
+    const results = [];
+    for (const localAddress of ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4']) results.push(await attempt(server.wsUrl, { localAddress }));
+    expect(results.slice(0, 3)).toEqual(['open', 'open', 'open']);
+    expect(results[3]).toMatchObject({ status: 429 });
+  });
 });

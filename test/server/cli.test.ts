@@ -199,6 +199,14 @@ describe('livegen serve refuses a bad start', () => {
     expect(stderr).toContain('--port must be an integer');
   });
 
+  it('exits 2 naming LIVEGEN_API_KEYS, not the key, when a key from the environment is shorter than 16 characters', async () => {
+    const { code, stderr } = await expectExit(livegen(['serve', '--port', '0'], { LIVEGEN_API_KEYS: 'a-long-enough-key-0001,abc' }));
+    expect(code).toBe(2);
+    expect(stderr).toContain('LIVEGEN_API_KEYS');
+    expect(stderr).toContain('entry 2');
+    expect(stderr).not.toContain('abc');
+  });
+
   it('exits 2 naming LIVEGEN_PORT on LIVEGEN_PORT=abc', async () => {
     const { code, stderr } = await expectExit(livegen(['serve'], { LIVEGEN_PORT: 'abc' }));
     expect(code).toBe(2);
