@@ -13,10 +13,11 @@ import { capacity } from './capacity.js';
 import { controlLatency } from './control-latency.js';
 import { encodeEfficiency } from './encode.js';
 import { firstMedia } from './first-media.js';
+import { hostile } from './hostile.js';
 import { liveStreams } from './live-streams.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
 
-const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, capacity, encodeEfficiency, liveStreams];
+const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, capacity, encodeEfficiency, liveStreams, hostile];
 
 function usage(): string {
   return [
