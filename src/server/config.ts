@@ -48,7 +48,7 @@ const LimitsSection = z
     /** Connections that have not sent their init yet, at most; counted apart from sessions. */
     max_pending_inits: positiveInt.default(64),
     /** Bytes of opening frames being received or parsed at once, over all connections. */
-    init_bytes_in_flight: positiveInt.default(256 * MiB),
+    init_bytes_in_flight: positiveInt.default(128 * MiB),
     /** Open TCP connections at most (HTTP, upgrades and sessions); further ones are dropped at accept. */
     max_connections: positiveInt.default(1024),
     /** An HTTP request (upgrades included) must deliver its headers this soon. */

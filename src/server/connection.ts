@@ -19,6 +19,20 @@ export interface ConnectionHooks {
   onBacklogChange?: (deltaBytes: number, deltaFrames: number) => void;
 }
 
+/**
+ * What a queued frame costs beyond its payload: ws's header and callback, the socket's
+ * write request. Counted so a flood of tiny frames fills the budget as fast as the
+ * memory it takes, not by its payload bytes alone (measured: about 0.5-0.9 KiB each).
+ */
+export const FRAME_OVERHEAD_BYTES = 512;
+
+/**
+ * Frames one connection may have handled in one event-loop turn. One socket read can
+ * hold thousands of tiny frames, each earning a reply; past this, the rest wait for the
+ * next turn, so one client's burst never holds the loop while others wait.
+ */
+export const FRAMES_PER_TURN = 128;
+
 /** An incoming frame: a WebSocket message, or a ping the server owes a pong for. */
 type Incoming = { kind: 'message'; data: Buffer; isBinary: boolean } | { kind: 'ping'; data: Buffer };
 
@@ -38,7 +52,9 @@ export class ClientConnection {
   private readonly drained = new Notifier();
   private closing = false;
   /** Why reading is paused: the send budget, or a step that must finish before the next frame is handled. */
-  private readonly pausedFor = new Set<'budget' | 'init'>();
+  private readonly pausedFor = new Set<'budget' | 'init' | 'turn'>();
+  private framesThisTurn = 0;
+  private turnScheduled = false;
   private readonly held: Incoming[] = [];
   private stallTimer: NodeJS.Timeout | undefined;
   private handler: ((data: Buffer, isBinary: boolean) => void) | undefined;
@@ -102,10 +118,10 @@ export class ClientConnection {
     this.write(encodeServerMessage(message), false);
   }
 
-  /** Sends a text frame encoded beforehand (a reply sent many times is encoded once). */
-  sendEncoded(text: string): void {
+  /** Sends a text frame encoded beforehand as UTF-8 bytes (a reply sent many times is encoded once). */
+  sendEncoded(bytes: Buffer): void {
     if (!this.open) return;
-    this.write(text, false);
+    this.write(bytes, false);
   }
 
   /** Sends one binary frame; resolves once the backlog is back at the low watermark or the connection is gone. */
@@ -146,17 +162,17 @@ export class ClientConnection {
     return this.pausedFor.size > 0;
   }
 
-  private pause(reason: 'budget' | 'init'): void {
+  private pause(reason: 'budget' | 'init' | 'turn'): void {
     if (this.pausedFor.has(reason)) return;
     this.pausedFor.add(reason);
     this.ws.pause();
   }
 
   /** Handles held frames, then reads again, unless something else still holds reading. */
-  private unpause(reason: 'budget' | 'init'): void {
+  private unpause(reason: 'budget' | 'init' | 'turn'): void {
     if (!this.pausedFor.delete(reason)) return;
     // Held frames go first; one of them may pause reading anew.
-    while (!this.readingPaused && !this.closing && this.held.length > 0) this.dispatch(this.held.shift() as Incoming);
+    while (!this.readingPaused && !this.closing && this.held.length > 0) this.dispatchCounted(this.held.shift() as Incoming);
     if (!this.readingPaused && !this.closing) this.ws.resume();
   }
 
@@ -166,6 +182,21 @@ export class ClientConnection {
       this.held.push(frame);
       return;
     }
+    this.dispatchCounted(frame);
+  }
+
+  /** Handles a frame within this turn's allowance; the one that uses it up pauses reading until the next turn. */
+  private dispatchCounted(frame: Incoming): void {
+    this.framesThisTurn += 1;
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      setImmediate(() => {
+        this.turnScheduled = false;
+        this.framesThisTurn = 0;
+        this.unpause('turn');
+      });
+    }
+    if (this.framesThisTurn >= FRAMES_PER_TURN) this.pause('turn');
     this.dispatch(frame);
   }
 
@@ -178,13 +209,13 @@ export class ClientConnection {
   }
 
   private pong(data: Buffer): void {
-    const size = data.length + 2;
+    const size = data.length + FRAME_OVERHEAD_BYTES;
     this.account(size, 1);
     this.ws.pong(data, false, () => this.written(size));
   }
 
   private write(data: string | Buffer, binary: boolean): void {
-    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    const size = (typeof data === 'string' ? Buffer.byteLength(data) : data.length) + FRAME_OVERHEAD_BYTES;
     this.account(size, 1);
     this.ws.send(data, { binary }, () => this.written(size));
   }

@@ -4,6 +4,7 @@
  * answer, hands accepted connections to a SessionDriver, pings every connection, and
  * keeps a budget on the bytes of opening frames being received at once.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -84,6 +85,8 @@ export class StreamEndpoint {
   private readonly wss: WebSocketServer;
   private readonly upgrading = new UpgradeSockets();
   private readonly alive = new WeakMap<WebSocket, boolean>();
+  /** The payload of the last ping each connection was sent: only a pong echoing it shows the peer read it. */
+  private readonly pingTokens = new WeakMap<WebSocket, Buffer>();
   private readonly budget: InitByteBudget;
   private readonly services: SessionServices;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -146,7 +149,11 @@ export class StreamEndpoint {
 
   private async accept(ws: WebSocket, socket: Duplex, keyId: string | undefined): Promise<void> {
     this.alive.set(ws, true);
-    ws.on('pong', () => this.alive.set(ws, true));
+    // A pong that does not echo our ping proves nothing: a client that reads nothing can send pongs.
+    ws.on('pong', (data: Buffer) => {
+      const token = this.pingTokens.get(ws);
+      if (!token || token.equals(data)) this.alive.set(ws, true);
+    });
     // Frames wait until the session listens; the opening frame's bytes count from the start.
     ws.pause();
     let driver: SessionDriver | undefined;
@@ -211,7 +218,9 @@ export class StreamEndpoint {
             continue;
           }
           this.alive.set(ws, false);
-          ws.ping();
+          const token = randomBytes(8);
+          this.pingTokens.set(ws, token);
+          ws.ping(token);
         }
       });
     }, intervalMs);

@@ -13,6 +13,7 @@ import { checkInitialImage, DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../me
 import type { ContinuationState } from '../core/index.js';
 import { ErrorCode, jsonDepth, MAX_PAYLOAD_DEPTH, parseClientMessage, SessionInitV2Schema, type SessionInitV2 } from '../protocol/index.js';
 import type { FrameLimits } from './policy.js';
+import { snapshotBytes } from './snapshots.js';
 
 /** The init as the session uses it: `initial_image` is always absent (the decoded image travels beside it). */
 export type SessionInit = SessionInitV2;
@@ -23,7 +24,15 @@ export interface DecodedImage {
   bytes: Buffer;
 }
 
-export type OpeningFrame = { ok: true; init: SessionInit; image: DecodedImage | undefined } | { ok: false; message: string };
+export type OpeningFrame =
+  | {
+      ok: true;
+      init: SessionInit;
+      image: DecodedImage | undefined;
+      /** The `continuation_state_snapshot` frame of the init's state, encoded where the frame was parsed. */
+      snapshot: Buffer | undefined;
+    }
+  | { ok: false; message: string };
 
 /** The opening-frame limits of a session policy's frame limits. */
 export function openingFrameLimits(frames: FrameLimits): OpeningFrameLimits {
@@ -54,11 +63,15 @@ export function parseOpeningFrame(frame: Buffer, isBinary: boolean, limits: Open
   }
   const { initial_image: imageField, ...fields } = parsed.message;
   const init: SessionInit = { ...fields, type: 'session_init_v2', initial_image: undefined };
+  // The state's snapshot frame is encoded here, so a large state costs the event loop
+  // nothing when the client asks for it back (and this is the thread for large frames).
+  let snapshot: Buffer | undefined;
   if (init.continuation_state) {
-    const stateBytes = Buffer.byteLength(JSON.stringify(init.continuation_state));
-    if (stateBytes > limits.maxStateBytes) {
-      return { ok: false, message: `continuation_state: ${stateBytes} bytes, more than the ${limits.maxStateBytes}-byte limit` };
+    const encoded = snapshotBytes(init.continuation_state);
+    if (encoded.stateBytes > limits.maxStateBytes) {
+      return { ok: false, message: `continuation_state: ${encoded.stateBytes} bytes, more than the ${limits.maxStateBytes}-byte limit` };
     }
+    snapshot = encoded.frame;
   }
   let image: DecodedImage | undefined;
   if (imageField) {
@@ -67,7 +80,7 @@ export function parseOpeningFrame(frame: Buffer, isBinary: boolean, limits: Open
     if (problem) return { ok: false, message: problem };
     image = { mime: imageField.mime, name: imageField.name ?? undefined, bytes };
   }
-  return { ok: true, init, image };
+  return { ok: true, init, image, snapshot };
 }
 
 /** Deepest nesting of the opening frame as a whole: the continuation payload's limit plus its two levels. */
@@ -110,6 +123,9 @@ export function refusalOf(
   return problem ? { code: ErrorCode.INVALID_MESSAGE, message: problem } : undefined;
 }
 
+/** An idle parser thread is stopped after this long, so the memory of a burst of uploads is returned. */
+const THREAD_IDLE_MS = 10_000;
+
 /** Frames up to this size are parsed on the event loop: well under a millisecond of work. */
 const INLINE_LIMIT_BYTES = 256 * 1024;
 
@@ -123,6 +139,7 @@ type ThreadReply = { id: number; result: OpeningFrame } | { id: number; error: s
 /** Parses opening frames: small ones at once, large ones in one worker thread, in arrival order. */
 export class OpeningFrameParser {
   private thread: Worker | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly jobs = new Map<number, Job>();
   private nextId = 1;
 
@@ -135,6 +152,7 @@ export class OpeningFrameParser {
     // Hand the bytes over without a copy when the frame owns its whole buffer.
     const owned = frame.byteOffset === 0 && frame.buffer.byteLength === frame.length && frame.buffer instanceof ArrayBuffer;
     const bytes = owned ? new Uint8Array(frame.buffer, 0, frame.length) : new Uint8Array(frame);
+    clearTimeout(this.idleTimer);
     return new Promise<OpeningFrame>((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
       thread.postMessage({ id, frame: bytes, limits: this.limits }, [bytes.buffer as ArrayBuffer]);
@@ -152,6 +170,7 @@ export class OpeningFrameParser {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
     const thread = this.thread;
     this.thread = undefined;
     this.failAll(new Error('the server is shutting down'));
@@ -183,6 +202,7 @@ export class OpeningFrameParser {
       this.jobs.delete(reply.id);
       if ('error' in reply) job.reject(new Error(reply.error));
       else job.resolve(reviveImage(reply.result));
+      this.stopWhenIdle(thread);
     });
     // A thread that dies (out of memory on a hostile frame) fails its jobs; the next parse starts a new one.
     const onDeath = (err: Error): void => {
@@ -195,6 +215,17 @@ export class OpeningFrameParser {
     return thread;
   }
 
+  private stopWhenIdle(thread: Worker): void {
+    if (this.jobs.size > 0) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.thread !== thread || this.jobs.size > 0) return;
+      this.thread = undefined;
+      void thread.terminate();
+    }, THREAD_IDLE_MS);
+    this.idleTimer.unref();
+  }
+
   private failAll(err: Error): void {
     const jobs = [...this.jobs.values()];
     this.jobs.clear();
@@ -202,9 +233,13 @@ export class OpeningFrameParser {
   }
 }
 
-/** Structured clone turns the image's Buffer into a plain Uint8Array; make it a Buffer again. */
+/** Structured clone turns Buffers into plain Uint8Arrays; make them Buffers again. */
 function reviveImage(result: OpeningFrame): OpeningFrame {
-  if (!result.ok || !result.image) return result;
-  const raw = result.image.bytes as Uint8Array;
-  return { ...result, image: { ...result.image, bytes: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength) } };
+  if (!result.ok) return result;
+  const asBuffer = (raw: Uint8Array): Buffer => Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  return {
+    ...result,
+    image: result.image ? { ...result.image, bytes: asBuffer(result.image.bytes) } : undefined,
+    snapshot: result.snapshot ? asBuffer(result.snapshot) : undefined,
+  };
 }

@@ -80,6 +80,6 @@ export function sessionPolicyFrom(config: ServeConfig): SessionPolicy {
       // 64 Mpx: beyond what image loaders in model pipelines accept without warnings.
       image: { ...DEFAULT_IMAGE_LIMITS, maxPixels: 2 ** 26 },
     },
-    closeGraceMs: 1000,
+    closeGraceMs: 2000,
   };
 }

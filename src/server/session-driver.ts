@@ -20,11 +20,17 @@ import { runSegmentJob, type SegmentJob, type SegmentPorts } from './segment.js'
 import { jobFromRequest, SegmentScheduler } from './segment-scheduler.js';
 import type { SessionEventLog } from './session-log.js';
 import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
-import { encodedSnapshot } from './snapshots.js';
+import { encodedSnapshot, rememberSnapshot } from './snapshots.js';
 import { StoreError, toWireError } from './wire-errors.js';
 
-class SessionEnded extends Error {
-  override readonly name = 'SessionEnded';
+/**
+ * Why every wait in a session's story stops: the lifetime signal's reason. Not an Error
+ * on purpose: thousands of sessions can end in one turn, and a stack trace apiece is
+ * time the event loop does not have.
+ */
+class SessionEnded {
+  readonly name = 'SessionEnded';
+  constructor(readonly reason = 'ended') {}
 }
 
 /**
@@ -162,7 +168,7 @@ export class SessionDriver implements SessionHandle {
   }
 
   /** 2. Fields, initial image file and continuation state; from here on the session counts as registered. */
-  private async applyInit({ init, image }: OpeningFrame & { ok: true }): Promise<void> {
+  private async applyInit({ init, image, snapshot }: OpeningFrame & { ok: true }): Promise<void> {
     const s = this.session;
     try {
       this.services.registry.confirm(s.id);
@@ -185,6 +191,7 @@ export class SessionDriver implements SessionHandle {
     if (image) this.initImage = await this.untilEnded(this.services.tempFiles.writeImage(image.bytes, image.mime));
     if (init.continuation_state) {
       const state: ContinuationState = { kind: init.continuation_state.kind, payload: init.continuation_state.payload };
+      if (snapshot) rememberSnapshot(state, snapshot);
       s.continuationState = state;
       await this.untilEnded(this.storeState(state));
     }
@@ -194,25 +201,28 @@ export class SessionDriver implements SessionHandle {
   /** 3. Bind a worker now, or wait in the FIFO queue with live positions. */
   private async admit(): Promise<WorkerSlot> {
     const waitStarted = performance.now();
-    let queued = false;
+    let told = false;
     try {
       const slot = await this.services.admission.admit(
         {
           sessionId: this.session.id,
-          onPosition: (position, depth) => this.connection.send(buildServerMessage('queue_status', { position, queue_depth: depth })),
+          onPosition: (position, depth) => {
+            told = true;
+            this.connection.send(buildServerMessage('queue_status', { position, queue_depth: depth }));
+          },
         },
         {
           signal: this.lifetime.signal,
           timeoutMs: this.services.policy.queueTimeoutMs,
           onQueued: () => {
-            queued = true;
             this.session.transition(SessionState.QUEUED);
             this.log('queued', {});
           },
         },
       );
       this.slot = slot;
-      if (!queued) this.connection.send(buildServerMessage('queue_status', { position: 0, queue_depth: 0 }));
+      // Every session hears its place at least once, even one granted before its first report went out.
+      if (!told) this.connection.send(buildServerMessage('queue_status', { position: 0, queue_depth: this.services.admission.queueDepth }));
       this.services.metrics.queueWait(performance.now() - waitStarted);
       this.session.gpuId = slot.id;
       this.session.transition(SessionState.GPU_BINDING);
@@ -487,11 +497,9 @@ export class SessionDriver implements SessionHandle {
         this.services.logger.warn({ session: s.id, err }, 'no legal edge for the session end');
       }
     }
+    // A peer that does not answer the close frame keeps its connection only a short grace.
     const close = spec.close?.(ending);
-    if (close) {
-      if (spec.dropAfterMs !== undefined) c.closeAndDrop(close.code, close.reason, spec.dropAfterMs);
-      else c.close(close.code, close.reason);
-    }
+    if (close) c.closeAndDrop(close.code, close.reason, spec.dropAfterMs ?? this.services.policy.closeGraceMs);
     const metric = spec.metric?.(ending);
     // A refused session counts as rejected too (sessions_rejected_total), not only as an error code.
     if (metric === ErrorCode.SESSION_REJECTED) this.services.metrics.sessionRejected();

@@ -79,6 +79,9 @@ interface Waiting<L> {
   leave(reason: unknown): void;
 }
 
+/** Position reports sent per event-loop turn (see `LocalAdmission.tell`). */
+const REPORTS_PER_TURN = 256;
+
 /** Largest delay `setTimeout` honours; beyond it Node fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -111,10 +114,41 @@ export class LocalAdmission<L> implements AdmissionBackend<L> {
       maxSize: options.maxQueue,
       depthUpdateIntervalMs: interval,
       onPositions: (changes) => {
-        for (const { item, position, depth } of changes) item.ticket.onPosition(position, depth);
+        for (const { item, position, depth } of changes) this.tell(item, position, depth);
       },
     });
     this.unsubscribe = placement.onCapacity(() => this.grant());
+  }
+
+  /**
+   * Position reports waiting to go out, latest per waiter. Each report is a socket write:
+   * telling 10,000 waiters at once would hold the event loop for hundreds of milliseconds,
+   * so they go out `REPORTS_PER_TURN` at a time, one batch per event-loop turn, and a
+   * waiter whose position changes again before its turn hears only the newest.
+   */
+  private readonly unreported = new Map<Waiting<L>, { position: number; depth: number }>();
+  private reportScheduled = false;
+
+  private tell(waiting: Waiting<L>, position: number, depth: number): void {
+    this.unreported.set(waiting, { position, depth });
+    if (this.reportScheduled) return;
+    this.reportScheduled = true;
+    setImmediate(() => this.sendReports());
+  }
+
+  private sendReports(): void {
+    this.reportScheduled = false;
+    let sent = 0;
+    for (const [waiting, { position, depth }] of this.unreported) {
+      if (sent++ >= REPORTS_PER_TURN) break;
+      this.unreported.delete(waiting);
+      // A waiter that left (or was granted) meanwhile is no longer told.
+      if (this.bySession.get(waiting.ticket.sessionId) === waiting) waiting.ticket.onPosition(position, depth);
+    }
+    if (this.unreported.size > 0 && !this.reportScheduled) {
+      this.reportScheduled = true;
+      setImmediate(() => this.sendReports());
+    }
   }
 
   get queueDepth(): number {

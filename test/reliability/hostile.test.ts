@@ -114,8 +114,9 @@ describe('replies a client never reads', () => {
     bystander.close();
   });
 
-  it('answers pings through the same budget: a ping flood from a non-reader is closed, not buffered', async () => {
-    server = await startServer({ limits: { send_high_water_bytes: 64 * 1024, send_low_water_bytes: 16 * 1024, client_stall_timeout_seconds: 1, heartbeat_interval_seconds: 0 } });
+  it('answers pings through the same budget: a ping flood from a non-reader stays bounded and is closed', async () => {
+    // The kernel's socket buffers may take all the pongs; the heartbeat still finds a client that reads nothing.
+    server = await startServer({ limits: { send_high_water_bytes: 64 * 1024, send_low_water_bytes: 16 * 1024, client_stall_timeout_seconds: 1, heartbeat_interval_seconds: 0.5 } });
     const raw = await RawWsClient.handshake(portOf(server));
     raw.socket.pause();
     raw.sendText(JSON.stringify({ type: 'session_init_v2' }));
@@ -254,6 +255,21 @@ describe('clients that hold a place without using it', () => {
     await waiting.waitFor('gpu_assigned', 1, 5000);
     waiting.close();
     raw.reset();
+  });
+
+  it('is not fooled by a non-reader that sends pongs of its own: only a pong echoing the ping counts', async () => {
+    server = await startServer({ limits: { heartbeat_interval_seconds: 0.3 } });
+    const raw = await RawWsClient.handshake(portOf(server));
+    raw.sendText(JSON.stringify({ type: 'session_init_v2' }));
+    await raw.until(() => raw.messages.some((m) => m.type === 'gpu_assigned'), 'the session to start');
+    raw.socket.pause();
+    const pongs = setInterval(() => raw.write(clientFrame(Opcode.PONG, Buffer.alloc(0))), 50);
+    try {
+      await waitUntil(async () => (await server?.sessionCount()) === 0, 'the silent reader to be terminated', 5000);
+    } finally {
+      clearInterval(pongs);
+      raw.reset();
+    }
   });
 
   it('closes HTTP requests and upgrades whose headers never finish', async () => {

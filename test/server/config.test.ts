@@ -64,7 +64,7 @@ const DOCUMENTED_DEFAULTS = {
     connections_per_minute_per_ip: 0,
     init_timeout_seconds: 10,
     max_pending_inits: 64,
-    init_bytes_in_flight: 256 * 1024 * 1024,
+    init_bytes_in_flight: 128 * 1024 * 1024,
     max_connections: 1024,
     http_headers_timeout_seconds: 10,
     http_request_timeout_seconds: 30,

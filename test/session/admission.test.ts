@@ -20,6 +20,10 @@ describe('LocalAdmission', () => {
   }
 
   const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+  /** Lets `n` event-loop turns pass (reports go out one batch per turn). */
+  const turns = async (n: number) => {
+    for (let i = 0; i < n; i++) await endOfTurn();
+  };
 
   /** Counts the timers set from now on that are still armed (neither cleared nor fired). */
   function trackTimers(): () => number {
@@ -63,13 +67,28 @@ describe('LocalAdmission', () => {
     expect(backend.queueDepth).toBe(1);
   });
 
-  it('reports positions in the check phase of the turn, not in a microtask', async () => {
+  it('reports positions after the turn that changed them, not in a microtask', async () => {
     const backend = local(new FakePlacement(0));
     const b = join(backend, 'b');
     for (let i = 0; i < 5; i++) await Promise.resolve();
     expect(b.ticket.positions).toEqual([]);
-    await endOfTurn();
+    await turns(2);
     expect(b.ticket.positions).toEqual([[0, 1]]);
+  });
+
+  it('sends at most 256 position reports per event-loop turn, so telling thousands never holds the loop', async () => {
+    const placement = new FakePlacement(0);
+    const backend = local(placement, { maxQueue: 2_000 });
+    const joiners = Array.from({ length: 2_000 }, (_, i) => join(backend, `s${i}`));
+    const told = () => joiners.filter((j) => j.ticket.positions.length > 0).length;
+    await turns(2);
+    expect(told()).toBe(256);
+    await turns(1);
+    expect(told()).toBe(512);
+    await turns(10);
+    expect(told()).toBe(2_000);
+    // In queue order, each with its own position.
+    expect(joiners.every((j, i) => j.ticket.last?.[0] === i)).toBe(true);
   });
 
   it('grants the front waiter in the same call that frees capacity', () => {
@@ -140,7 +159,7 @@ describe('LocalAdmission', () => {
     const holder = placement.tryPlace('holder') as FakeLease;
     const armedTimers = trackTimers();
     const joiners = Array.from({ length: 10_000 }, (_, i) => join(backend, `s${i}`));
-    await endOfTurn();
+    await turns(60);
     expect(joiners.every((j, i) => j.ticket.positions.length === 1 && j.ticket.last?.[0] === i)).toBe(true);
 
     const survivors = joiners.filter((_, i) => i % 10 === 0);
@@ -149,10 +168,10 @@ describe('LocalAdmission', () => {
       leaver.controller.abort(new Error('left'));
       await Promise.resolve(); // each socket closes in its own callback; microtasks run between them
     }
-    await endOfTurn();
+    await turns(10);
     expect(survivors.every((s, i) => s.ticket.positions.length === 2 && s.ticket.last?.[0] === i && s.ticket.last[1] === 1_000)).toBe(true);
     expect(leavers.every((l) => l.ticket.positions.length === 1)).toBe(true);
-    await endOfTurn();
+    await turns(2);
     expect(survivors.every((s) => s.ticket.positions.length === 2)).toBe(true);
 
     let lease = holder;
