@@ -35,6 +35,8 @@ interface CapacityStep {
 export async function measureCapacity(sessions: number, limitS: number, holdS: number, log: (line: string) => void): Promise<CapacityStep> {
   const server = await startServerProcess({
     streaming: { max_sessions: sessions + 16, max_queue: sessions + 16, queue_timeout_seconds: 3600, session_timeout_seconds: 3600 },
+    // Every session holds a connection; clients connect 128 at a time, each pending until its init.
+    limits: { max_connections: sessions + 64, max_pending_inits: 256 },
   });
   const clients: BenchClient[] = [];
   let queueStatusFrames = 0;

@@ -384,7 +384,6 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
           http.off('error', reject);
           // HTTP is up before workers warm, so probes answer (503 warming) during warmup.
           pool.start();
-          openingFrames.warm();
           const address = http.address() as AddressInfo;
           const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           baseUrl = `http://${host}:${address.port}`;

@@ -159,11 +159,6 @@ export class OpeningFrameParser {
     });
   }
 
-  /** Starts the thread now, so the first large init does not wait for it to load. */
-  warm(): void {
-    this.ensureThread();
-  }
-
   /** Frames waiting for the thread. */
   get pending(): number {
     return this.jobs.size;
