@@ -96,7 +96,9 @@ function procStatusKiB(pid: number, field: string): number {
 }
 
 export async function startServerProcess(patch: Record<string, unknown>, options: ServerProcessOptions = {}): Promise<ServerProcess> {
-  const { nodeArgs = [], ...childOptions } = options;
+  // BENCH_SERVER_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the server of any benchmark.
+  const fromEnv = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const { nodeArgs = fromEnv, ...childOptions } = options;
   const child: ChildProcess = fork(CHILD, [JSON.stringify(patch), JSON.stringify(childOptions)], {
     cwd: REPO,
     execArgv: ['--import', 'tsx', '--expose-gc', ...nodeArgs],

@@ -70,4 +70,6 @@ export interface Generator {
    * read (the client's mistake); throwing any other error is a generation failure.
    */
   generate(request: SegmentRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
+  /** Releases what the generator holds (a thread, a process), at server shutdown. */
+  close?(): Promise<void>;
 }

@@ -53,7 +53,9 @@ export class InProcessWorker implements PoolWorker {
 
   start(): void {}
 
-  async stop(): Promise<void> {}
+  async stop(): Promise<void> {
+    await this.generator.close?.();
+  }
 
   onChange(): void {}
 }

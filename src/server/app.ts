@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { SyntheticGenerator } from '../generation/index.js';
+import { SyntheticGenerator, ThreadedSyntheticGenerator } from '../generation/index.js';
 import type { Generator } from '../generation/types.js';
 import { createSegmentEncoder, type SegmentEncoder } from '../media/index.js';
 import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker, type WorkerSlot } from '../pool/index.js';
@@ -86,7 +86,10 @@ export interface LivegenServer {
   close(graceMs?: number): Promise<void>;
 }
 
-const SYNTHETIC_WORKER = fileURLToPath(new URL('../../workers/synthetic/main.ts', import.meta.url));
+/** Run from the TypeScript sources (through tsx), or compiled into dist/ by `npm run build`. */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+/** The synthetic worker program: its source, or its compiled form in dist/workers/ (scripts/build.ts). */
+const SYNTHETIC_WORKER = fileURLToPath(new URL(FROM_SOURCES ? '../../workers/synthetic/main.ts' : '../workers/synthetic/main.js', import.meta.url));
 /** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
 const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
 
@@ -96,17 +99,14 @@ function gpuIds(config: ServeConfig): number[] {
 
 function buildInProcessWorkers(config: ServeConfig): PoolWorker[] {
   const { synthetic } = config.generator;
+  const options = {
+    pace: synthetic.pace,
+    stepMs: synthetic.step_ms,
+    audio: synthetic.audio ? { sampleRate: synthetic.audio_sample_rate, channels: 1 } : null,
+    modelId: config.generator.model_id ?? 'livegen/synthetic',
+  };
   return gpuIds(config).map(
-    (id) =>
-      new InProcessWorker(
-        id,
-        new SyntheticGenerator({
-          pace: synthetic.pace,
-          stepMs: synthetic.step_ms,
-          audio: synthetic.audio ? { sampleRate: synthetic.audio_sample_rate, channels: 1 } : null,
-          modelId: config.generator.model_id ?? 'livegen/synthetic',
-        }),
-      ),
+    (id) => new InProcessWorker(id, synthetic.thread ? new ThreadedSyntheticGenerator(options) : new SyntheticGenerator(options)),
   );
 }
 
@@ -117,7 +117,7 @@ function buildProcessWorkers(config: ServeConfig, logger: Logger, onWorkerRestar
   const { synthetic } = config.generator;
   // Without a command, run the synthetic generator as a worker process (same code path as a model).
   const command = w.command ?? process.execPath;
-  const args = w.command ? w.args : ['--import', 'tsx', SYNTHETIC_WORKER, ...w.args];
+  const args = w.command ? w.args : [...(FROM_SOURCES ? ['--import', 'tsx'] : []), SYNTHETIC_WORKER, ...w.args];
   const baseEnv: Record<string, string> = w.command
     ? {}
     : {

@@ -131,6 +131,8 @@ const SyntheticSection = z
     step_ms: nonNegativeInt.default(25),
     audio: z.boolean().default(true),
     audio_sample_rate: positiveInt.default(48000),
+    /** Render frames in a worker thread per worker slot, off the event loop (false: on it, as a library would). */
+    thread: z.boolean().default(true),
   })
   .prefault({});
 

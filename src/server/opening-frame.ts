@@ -8,7 +8,8 @@
  * and checked (its header must match the declared type and declare sane dimensions),
  * and nothing keeps the frame alive once the session holds what it needs.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startThread } from '../async/index.js';
 import { checkInitialImage, DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../media/image-header.js';
 import type { ContinuationState } from '../core/index.js';
 import { ErrorCode, jsonDepth, MAX_PAYLOAD_DEPTH, parseClientMessage, SessionInitV2Schema, type SessionInitV2 } from '../protocol/index.js';
@@ -175,13 +176,7 @@ export class OpeningFrameParser {
   private ensureThread(): Worker {
     if (this.thread) return this.thread;
     // One parse at a time holds the frame, its text, the parsed value and the decoded image.
-    const resourceLimits = { maxOldGenerationSizeMb: 512 };
-    const fromSources = import.meta.url.endsWith('.ts');
-    const url = new URL(fromSources ? './opening-frame-thread.ts' : './opening-frame-thread.js', import.meta.url);
-    // Running from the TypeScript sources, the thread registers the same loader before loading its module.
-    const thread = fromSources
-      ? new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); });`, { eval: true, resourceLimits })
-      : new Worker(url, { resourceLimits });
+    const thread = startThread(import.meta.url, 'opening-frame-thread', { resourceLimits: { maxOldGenerationSizeMb: 512 } });
     thread.unref();
     // A reply that cannot be read back fails the job it answers (replies come in request order).
     thread.on('messageerror', (err: Error) => {

@@ -37,7 +37,7 @@ const DOCUMENTED_DEFAULTS = {
   pool: { workers: 1 },
   generator: {
     kind: 'synthetic',
-    synthetic: { pace: 'realtime', step_ms: 25, audio: true, audio_sample_rate: 48000 },
+    synthetic: { pace: 'realtime', step_ms: 25, audio: true, audio_sample_rate: 48000, thread: true },
     worker: {
       args: [],
       env: {},

@@ -1,0 +1,138 @@
+/**
+ * The synthetic generator, run in a worker thread. Rendering a frame is the costly part
+ * of the in-process generator (a full RGB24 frame every 1/fps, per stream): in a thread
+ * it no longer holds the server's event loop, so control frames and media of every
+ * session are answered on time. Frames arrive as transferred buffers; the thread keeps
+ * at most `FRAME_CREDITS` frames ahead of the consumer, and reuses each buffer once the
+ * encoder hands it back.
+ */
+import type { Worker } from 'node:worker_threads';
+import { AsyncQueue, startThread } from '../async/index.js';
+import { ContinuationStateError, InvalidSegmentRequestError } from './errors.js';
+import { SyntheticGenerator, type SyntheticGeneratorOptions } from './synthetic.js';
+import type { FromThread, ThreadError, ToThread } from './thread-protocol.js';
+import type { AudioFormat, ContinuationState, GenerationEvent, Generator, SegmentRequest } from './types.js';
+
+function rebuild(error: ThreadError): Error {
+  if (error.name === 'ContinuationStateError') return new ContinuationStateError(error.field ?? 'continuationState', error.message.replace(/^[^:]*: /, ''));
+  if (error.name === 'InvalidSegmentRequestError') return new InvalidSegmentRequestError(error.field ?? 'request', error.message.replace(/^[^:]*: /, ''));
+  const rebuilt = new Error(error.message);
+  rebuilt.name = error.name;
+  return rebuilt;
+}
+
+export class ThreadedSyntheticGenerator implements Generator {
+  /** Answers what needs no rendering (identity, audio format, state checks) on this thread. */
+  private readonly local: SyntheticGenerator;
+  private thread: Worker | undefined;
+  private readonly jobs = new Map<number, AsyncQueue<FromThread>>();
+  private nextId = 1;
+
+  constructor(private readonly options: SyntheticGeneratorOptions = {}) {
+    this.local = new SyntheticGenerator(options);
+  }
+
+  get modelId(): string {
+    return this.local.modelId;
+  }
+
+  get audio(): AudioFormat | null {
+    return this.local.audio;
+  }
+
+  get continuationKind(): string {
+    return this.local.continuationKind;
+  }
+
+  get continuationSchema(): Record<string, unknown> {
+    return this.local.continuationSchema;
+  }
+
+  checkContinuation(state: ContinuationState): string | undefined {
+    return this.local.checkContinuation(state);
+  }
+
+  async *generate(request: SegmentRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    signal.throwIfAborted();
+    const thread = this.ensureThread();
+    const id = this.nextId++;
+    const events = new AsyncQueue<FromThread>();
+    this.jobs.set(id, events);
+    const send = (message: ToThread, transfer: ArrayBuffer[] = []): void => thread.postMessage(message, transfer);
+    const onAbort = (): void => {
+      send({ type: 'cancel', id });
+      events.fail(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    send({ type: 'job', id, request });
+    let ended = false;
+    try {
+      for await (const message of events) {
+        switch (message.type) {
+          case 'step':
+            yield { type: 'step', step: message.step, totalSteps: message.totalSteps, stepMs: message.stepMs, elapsedMs: message.elapsedMs };
+            break;
+          case 'video': {
+            const buffer = message.frame.buffer as ArrayBuffer;
+            let released = false;
+            // The thread may send the next frame as soon as this one is taken.
+            send({ type: 'credit', id });
+            yield {
+              type: 'video',
+              frame: Buffer.from(buffer, message.frame.byteOffset, message.frame.byteLength),
+              release: () => {
+                if (released) return;
+                released = true;
+                send({ type: 'buffer', buffer }, [buffer]);
+              },
+            };
+            break;
+          }
+          case 'audio':
+            yield { type: 'audio', samples: Buffer.from(message.samples.buffer, message.samples.byteOffset, message.samples.byteLength) };
+            break;
+          case 'done':
+            yield { type: 'done', continuationState: message.continuationState };
+            break;
+          case 'end':
+            ended = true;
+            if (message.error) throw rebuild(message.error);
+            return;
+        }
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.jobs.delete(id);
+      // The consumer stopped early (abort, encoder failure): the thread stops too.
+      if (!ended) send({ type: 'cancel', id });
+    }
+  }
+
+  /** Stops the thread (server shutdown). */
+  async close(): Promise<void> {
+    const thread = this.thread;
+    this.thread = undefined;
+    for (const events of this.jobs.values()) events.fail(new Error('the generator was closed'));
+    await thread?.terminate();
+  }
+
+  private ensureThread(): Worker {
+    if (this.thread) return this.thread;
+    const thread = startThread(import.meta.url, 'synthetic-thread', { workerData: this.options });
+    thread.unref();
+    thread.on('message', (message: FromThread) => {
+      const events = this.jobs.get(message.id);
+      if (!events) return;
+      events.push(message);
+      if (message.type === 'end') events.finish();
+    });
+    const onDeath = (err: Error): void => {
+      if (this.thread === thread) this.thread = undefined;
+      for (const events of this.jobs.values()) events.fail(err);
+    };
+    thread.on('error', onDeath);
+    thread.on('exit', (code) => onDeath(new Error(`the synthetic generator thread exited with code ${code}`)));
+    this.thread = thread;
+    return thread;
+  }
+}
