@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildWeb } from '../../scripts/build-web.js';
-import { readFrameIndex } from '../../src/generation/index.js';
+import { readFrameIndex, SyntheticGenerator, type Generator, type GenerationEvent, type SegmentRequest } from '../../src/generation/index.js';
 import { startServer, type TestServer } from '../server/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -26,20 +27,32 @@ const HEIGHT = 144;
 const FPS = 24;
 /** Short segments: 2 s each, so a test sees a join within seconds. */
 const FRAMES = 48;
-const SEGMENT_S = FRAMES / FPS;
+/** The small server's segments: 1 s each, and a cap of 2 per session, so the cap comes within seconds. */
+const SHORT_FRAMES = 24;
+const SHORT_CAP = 2;
+/** A prompt holding this makes the small server's generator fail, once. */
+const STUMBLE = '[stumble]';
 
 /** What the tests read from `window.livegenPlayer` (see web/src/model.ts). */
 interface PlayerView {
   state: string;
-  segments: { segmentIdx: number; complete: boolean; source?: string }[];
-  errors: { code: string; message: string }[];
+  segments: { session: number; segmentIdx: number; complete: boolean; source?: string; prompt: string }[];
+  segmentCount: { story: number; session: number };
+  sessions: number;
+  errors: { code: string; message: string; explanation: string; next: string; retryable: boolean }[];
+  notice: { kind: string; text: string } | null;
+  endReason: string | null;
+  reconnect: { attempt: number } | null;
+  reconnects: number;
+  pendingPrompts: string[];
+  initialImage: { name: string; mime: string; bytes: number; width: number; height: number } | null;
   ttffMs: number | null;
   playingMs: number | null;
   queue: { position: number; queue_depth: number } | null;
   lastSnapshot: { kind: string; payload: Record<string, unknown> } | null;
   resumedFrom: { kind: string; payload: Record<string, unknown> } | null;
   timeline: Record<string, number>;
-  mse: { stalls: { atS: number; ms: number }[]; evictions: number; segmentsAppended: number; bufferedStartS: number } | null;
+  mse: { stalls: { atS: number; ms: number }[]; evictions: number; discards: number; segmentsAppended: number; bufferedStartS: number } | null;
 }
 interface VideoView {
   currentTime: number;
@@ -62,7 +75,82 @@ interface CanvasView {
   getContext(kind: '2d'): { drawImage(v: unknown, x: number, y: number): void; getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } };
 }
 
+/**
+ * The small server's generator: the synthetic one, except that the first segment whose
+ * prompt holds STUMBLE fails (a retryable worker_failed), as a GPU that falls over once.
+ */
+class StumblingGenerator implements Generator {
+  private readonly inner = new SyntheticGenerator({ pace: 'realtime', stepMs: 0 });
+  readonly modelId = 'test/stumbling-synthetic';
+  readonly audio = this.inner.audio;
+  readonly continuationKind = this.inner.continuationKind;
+  private stumbled = false;
+
+  checkContinuation(state: Parameters<SyntheticGenerator['checkContinuation']>[0]): string | undefined {
+    return this.inner.checkContinuation(state);
+  }
+
+  async *generate(request: SegmentRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    if (request.prompt.includes(STUMBLE) && !this.stumbled) {
+      this.stumbled = true;
+      throw new Error('the GPU fell over (test)');
+    }
+    yield* this.inner.generate(request, signal);
+  }
+}
+
+/** A TCP relay in front of a server, whose connections a test can cut (the browser sees close 1006). */
+class Relay {
+  private constructor(
+    private readonly listener: Server,
+    private readonly pairs: Set<[Socket, Socket]>,
+  ) {}
+
+  static async open(target: TestServer): Promise<Relay> {
+    const { port, hostname } = new URL(target.url);
+    const pairs = new Set<[Socket, Socket]>();
+    const listener = createServer((downstream) => {
+      const upstream = connect(Number(port), hostname);
+      const pair: [Socket, Socket] = [downstream, upstream];
+      pairs.add(pair);
+      const drop = (): void => {
+        pairs.delete(pair);
+        downstream.destroy();
+        upstream.destroy();
+      };
+      downstream.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+      downstream.pipe(upstream);
+      upstream.pipe(downstream);
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    return new Relay(listener, pairs);
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${(this.listener.address() as { port: number }).port}/v1/stream`;
+  }
+
+  /** Cuts every relayed connection at once, with no WebSocket close frame either way. */
+  cut(): number {
+    const count = this.pairs.size;
+    for (const [downstream, upstream] of [...this.pairs]) {
+      downstream.resetAndDestroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+    return count;
+  }
+
+  close(): Promise<void> {
+    this.cut();
+    return new Promise((resolve) => this.listener.close(() => resolve()));
+  }
+}
+
 let server: TestServer;
+/** 1-second segments, cap 2, the stumbling generator. */
+let small: TestServer;
 let context: BrowserContext;
 let webRoot: string;
 let profileDir: string;
@@ -86,6 +174,14 @@ beforeAll(async () => {
     },
     { webRoot },
   );
+  small = await startServer(
+    {
+      pool: { workers: 1 },
+      streaming: { generation_segment_cap: SHORT_CAP },
+      default_request: { sampling: { width: WIDTH, height: HEIGHT, fps: FPS, num_frames: SHORT_FRAMES } },
+    },
+    { webRoot, generators: [new StumblingGenerator()] },
+  );
   profileDir = await mkdtemp(join(tmpdir(), 'livegen-chromium-'));
   context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
@@ -99,6 +195,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await context?.close();
   await server?.close();
+  await small?.close();
   if (profileDir) await rm(profileDir, { recursive: true, force: true });
   if (webRoot) await rm(webRoot, { recursive: true, force: true });
 });
@@ -110,9 +207,10 @@ afterEach(async () => {
   }
   // The next test needs the only worker free again.
   await vi.waitFor(async () => expect(await server.sessionCount()).toBe(0), { timeout: 10_000 });
+  await vi.waitFor(async () => expect(await small.sessionCount()).toBe(0), { timeout: 10_000 });
 });
 
-async function openPlayer(query = ''): Promise<Page> {
+async function openPlayer(query = '', on: TestServer = server): Promise<Page> {
   const page = await context.newPage();
   const problems: string[] = [];
   pages.push(page);
@@ -121,7 +219,7 @@ async function openPlayer(query = ''): Promise<Page> {
   page.on('console', (msg) => {
     if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
   });
-  await page.goto(`${server.url}/${query}`);
+  await page.goto(`${on.url}/${query}`);
   await page.waitForFunction(() => 'livegenPlayer' in globalThis);
   return page;
 }
@@ -129,7 +227,26 @@ async function openPlayer(query = ''): Promise<Page> {
 function player(page: Page): Promise<PlayerView> {
   return page.evaluate(() => {
     const p = (globalThis as unknown as PageGlobals).livegenPlayer;
-    return { state: p.state, segments: p.segments, errors: p.errors, ttffMs: p.ttffMs, playingMs: p.playingMs, queue: p.queue, lastSnapshot: p.lastSnapshot, resumedFrom: p.resumedFrom, timeline: p.timeline, mse: p.mse };
+    return {
+      state: p.state,
+      segments: p.segments,
+      segmentCount: p.segmentCount,
+      sessions: p.sessions,
+      errors: p.errors,
+      notice: p.notice,
+      endReason: p.endReason,
+      reconnect: p.reconnect,
+      reconnects: p.reconnects,
+      pendingPrompts: p.pendingPrompts,
+      initialImage: p.initialImage,
+      ttffMs: p.ttffMs,
+      playingMs: p.playingMs,
+      queue: p.queue,
+      lastSnapshot: p.lastSnapshot,
+      resumedFrom: p.resumedFrom,
+      timeline: p.timeline,
+      mse: p.mse,
+    };
   });
 }
 
@@ -154,7 +271,12 @@ async function waitForPlayback(page: Page, seconds: number, timeout = 20_000): P
 
 /** The index drawn into the frame on screen now (the synthetic generator's strip). */
 async function frameIndexOnScreen(page: Page): Promise<number | null> {
-  const rgba = await page.evaluate(() => {
+  return (await frameOnScreen(page)).index;
+}
+
+/** The frame on screen: its index and the playhead's time, read together. */
+async function frameOnScreen(page: Page): Promise<{ t: number; index: number | null }> {
+  const { t, rgba } = await page.evaluate(() => {
     const g = globalThis as unknown as PageGlobals;
     const v = g.document.getElementById('video') as VideoView;
     const canvas = g.document.createElement('canvas');
@@ -162,7 +284,7 @@ async function frameIndexOnScreen(page: Page): Promise<number | null> {
     canvas.height = v.videoHeight;
     const ctx = canvas.getContext('2d');
     ctx.drawImage(v, 0, 0);
-    return Array.from(ctx.getImageData(0, 0, v.videoWidth, v.videoHeight).data);
+    return { t: v.currentTime, rgba: Array.from(ctx.getImageData(0, 0, v.videoWidth, v.videoHeight).data) };
   });
   const rgb = Buffer.alloc(WIDTH * HEIGHT * 3);
   for (let i = 0, o = 0; i < rgba.length; i += 4, o += 3) {
@@ -170,7 +292,24 @@ async function frameIndexOnScreen(page: Page): Promise<number | null> {
     rgb[o + 1] = rgba[i + 1]!;
     rgb[o + 2] = rgba[i + 2]!;
   }
-  return readFrameIndex(rgb, WIDTH, HEIGHT);
+  return { t, index: readFrameIndex(rgb, WIDTH, HEIGHT) };
+}
+
+/**
+ * Frame continuity on the page's one timeline: a frame read later carries the index the
+ * elapsed media time says, within a few frames (the read and the playhead are not atomic,
+ * and each join may leave a few ms of audio padding).
+ */
+function expectContinuous(early: { t: number; index: number | null }, late: { t: number; index: number | null }): void {
+  expect(early.index).not.toBeNull();
+  expect(late.index).not.toBeNull();
+  const expected = early.index! + (late.t - early.t) * FPS;
+  expect(Math.abs(late.index! - expected), `frame ${late.index} at ${late.t.toFixed(3)} s; from frame ${early.index} at ${early.t.toFixed(3)} s expected ${expected.toFixed(1)}`).toBeLessThanOrEqual(3);
+}
+
+async function waitForPlayer(page: Page, predicate: string, timeout = 15_000): Promise<void> {
+  // `p` is window.livegenPlayer inside the predicate.
+  await page.waitForFunction(`(() => { const p = globalThis.livegenPlayer; return ${predicate}; })()`, undefined, { timeout });
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {
@@ -182,9 +321,12 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
   it('loads with its controls, the curated prompts and no errors', async () => {
     const page = await openPlayer();
     expect(await page.title()).toBe('livegen player');
-    for (const id of ['prompt', 'start', 'leave', 'toggle-pause', 'toggle-loop', 'toggle-auto', 'download-state', 'state-file', 'video']) {
+    for (const id of ['prompt', 'start', 'leave', 'continue', 'toggle-pause', 'toggle-loop', 'toggle-auto', 'download-state', 'state-file', 'image-file', 'video']) {
       expect(await page.locator(`#${id}`).count(), id).toBe(1);
     }
+    // Continuing is the default: the story goes on until Stop, pause or the cap.
+    expect(await page.locator('#toggle-auto').isChecked()).toBe(true);
+    expect(await page.locator('#continue').isHidden()).toBe(true);
     expect(await page.locator('[data-testid="curated-item"]').count()).toBeGreaterThan(0);
     expect(await page.locator('#status').getAttribute('data-state')).toBe('idle');
     expect(await page.locator('#leave').isDisabled()).toBe(true);
@@ -211,19 +353,25 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
     await waitForState(page, 'ended');
   });
 
-  it('continues across segment joins without a stall and evicts played media', async () => {
+  it('keeps the story going by itself (no toggle touched): past segment joins without a stall, a prompt typed while it plays runs next', async () => {
     // keepBehind=1: keep 1 s behind the playhead, so eviction shows within a few seconds.
     const page = await openPlayer('?keepBehind=1');
-    await page.check('#toggle-auto');
     await page.evaluate(() => {
       const g = globalThis as unknown as PageGlobals;
       const v = g.document.getElementById('video') as VideoView;
       g.__samples = [];
       g.setInterval(() => g.__samples!.push({ wall: performance.now(), t: v.currentTime }), 50);
     });
+    const first = await page.inputValue('#prompt');
     await page.click('#start');
-    // Past two joins (2 s and 4 s on the timeline).
-    await waitForPlayback(page, 2 * SEGMENT_S + 0.5, 30_000);
+    await waitForState(page, 'active');
+    // The prompt box stays usable: Enter sends the new prompt, which runs next.
+    const next = 'the boat turns into a canal lit by lanterns';
+    await page.fill('#prompt', next);
+    await page.press('#prompt', 'Enter');
+    expect(await page.locator('#pending-prompts').textContent()).toContain(next);
+    // Three segments complete (the third by auto-extension) without anything being ticked.
+    await waitForPlayer(page, 'p.segments.filter((s) => s.complete).length >= 3', 30_000);
     const samples = await page.evaluate(() => (globalThis as unknown as PageGlobals).__samples!);
     const p = await player(page);
     const v = await video(page);
@@ -231,8 +379,15 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
 
     expect(p.errors).toEqual([]);
     expect(v.error).toBeNull();
-    expect(p.segments.filter((s) => s.complete).length).toBeGreaterThanOrEqual(2);
-    expect(p.segments[1]?.source).toBe('auto_extension');
+    expect(p.state).toBe('active');
+    expect(p.segments.slice(0, 3).map((s) => [s.prompt, s.source])).toEqual([
+      [first, 'user'],
+      [next, 'user'],
+      [next, 'auto_extension'],
+    ]);
+    expect(p.pendingPrompts).toEqual([]);
+    expect(p.segmentCount.story).toBeGreaterThanOrEqual(3);
+    expect(await page.locator('#segment-count').textContent()).toMatch(/^[3-9] done/);
     expect(p.mse?.segmentsAppended).toBeGreaterThanOrEqual(3);
     // Once playing, the playhead never stands still for more than 0.5 s, at the joins or elsewhere.
     const started = samples.findIndex((s) => s.t > 0);
@@ -249,6 +404,8 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
     expect(p.mse?.evictions).toBeGreaterThan(0);
     expect(p.mse?.bufferedStartS).toBeGreaterThan(0);
     await page.click('#leave');
+    await waitForState(page, 'ended');
+    expect((await player(page)).endReason).toBe('left');
   });
 
   it('shows a second tab its queue position while the first holds the only worker', async () => {
@@ -308,5 +465,211 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
     expect(p.resumedFrom?.payload.nextFrameIndex).toBe(FRAMES);
     expect(p.errors).toEqual([]);
     await second.click('#leave');
+  });
+
+  it('at the segment cap says so and offers Continue, which resumes the story on the same player', async () => {
+    const page = await openPlayer('', small);
+    await page.click('#start');
+    await waitForPlayback(page, 0.4);
+    const early = await frameOnScreen(page);
+    await waitForPlayer(page, "p.state === 'ended'");
+    let p = await player(page);
+    expect(p.endReason).toBe('segment_cap');
+    expect(p.segmentCount).toEqual({ story: SHORT_CAP, session: SHORT_CAP });
+    expect(p.lastSnapshot?.payload.nextFrameIndex).toBe(SHORT_CAP * SHORT_FRAMES);
+    expect(p.notice?.kind).toBe('cap');
+    expect(await page.locator('#notice').textContent()).toContain(`Segment cap reached: the server ends a session after ${SHORT_CAP} segments`);
+    expect(await page.locator('#segment-count').textContent()).toContain(`cap of ${SHORT_CAP} per session was reached`);
+    const resume = page.locator('#continue');
+    expect(await resume.isVisible()).toBe(true);
+    expect(await resume.textContent()).toContain(`frame ${SHORT_CAP * SHORT_FRAMES}`);
+    await screenshot(page, 'segment-cap');
+
+    await resume.click();
+    await waitForState(page, 'active');
+    // While the new session runs there is nothing to continue (it may reach its own cap later).
+    expect(await resume.isHidden()).toBe(true);
+    // Past the first session's media on the same timeline: the new session's frames follow on.
+    await waitForPlayback(page, SHORT_CAP + 0.5);
+    const late = await frameOnScreen(page);
+    p = await player(page);
+    expect(p.sessions).toBe(2);
+    expect(p.resumedFrom?.payload.nextFrameIndex).toBe(SHORT_CAP * SHORT_FRAMES);
+    expect(late.index!).toBeGreaterThanOrEqual(SHORT_CAP * SHORT_FRAMES);
+    expectContinuous(early, late);
+    expect(p.segments.filter((s) => s.session === 2).length).toBeGreaterThanOrEqual(1);
+    expect(p.mse?.segmentsAppended).toBeGreaterThanOrEqual(SHORT_CAP + 1);
+    expect(p.errors).toEqual([]);
+    expect((await video(page)).error).toBeNull();
+    await screenshot(page, 'continued');
+    // Stop, unless the session already ended at its own cap (a disabled button ignores the click).
+    await page.locator('#leave').dispatchEvent('click');
+    await waitForState(page, 'ended');
+  });
+
+  it('checks an initial image before sending it: accepts PNG/JPEG/WebP by their bytes, refuses the rest with a message', async () => {
+    const page = await openPlayer();
+    const png = await page.screenshot({ clip: { x: 0, y: 0, width: 64, height: 48 } });
+    const jpeg = await page.screenshot({ clip: { x: 0, y: 0, width: 40, height: 30 }, type: 'jpeg' });
+    const info = page.locator('#image-info');
+
+    await page.setInputFiles('#image-file', { name: 'boat.png', mimeType: 'image/png', buffer: png });
+    await expect.poll(() => info.getAttribute('data-state')).toBe('accepted');
+    expect(await info.textContent()).toContain('64x48');
+    expect(await page.locator('#image-thumb').isVisible()).toBe(true);
+    expect((await player(page)).initialImage).toMatchObject({ name: 'boat.png', mime: 'image/png', width: 64, height: 48, bytes: png.length });
+
+    // A text file dressed as a PNG: its bytes give it away.
+    await page.setInputFiles('#image-file', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not an image at all\n') });
+    await expect.poll(() => info.getAttribute('data-state')).toBe('refused');
+    expect(await info.textContent()).toContain('notes.png (declared image/png) is not a PNG, JPEG or WebP image: it is text');
+    expect(await page.locator('#image-thumb').isHidden()).toBe(true);
+    expect((await player(page)).initialImage).toBeNull();
+
+    // A PNG signature on bytes that do not decode.
+    const broken = Buffer.concat([png.subarray(0, 8), Buffer.alloc(200, 7)]);
+    await page.setInputFiles('#image-file', { name: 'broken.png', mimeType: 'image/png', buffer: broken });
+    await expect.poll(() => info.textContent()).toContain('broken.png starts like a PNG but cannot be decoded');
+
+    // Dropped onto the video: a JPEG named .webp is taken as the JPEG it is.
+    const dataTransfer = await page.evaluateHandle(
+      ({ bytes, name }) => {
+        const g = globalThis as unknown as {
+          DataTransfer: new () => { items: { add(file: unknown): void } };
+          File: new (parts: unknown[], name: string, options: { type: string }) => unknown;
+        };
+        const dt = new g.DataTransfer();
+        dt.items.add(new g.File([new Uint8Array(bytes)], name, { type: 'image/webp' }));
+        return dt;
+      },
+      { bytes: [...jpeg], name: 'photo.webp' },
+    );
+    await page.dispatchEvent('#video', 'drop', { dataTransfer });
+    await expect.poll(() => info.getAttribute('data-state')).toBe('accepted');
+    const p = await player(page);
+    expect(p.initialImage).toMatchObject({ name: 'photo.webp', mime: 'image/jpeg', width: 40, height: 30 });
+    expect(p.errors.map((e) => e.code)).toEqual(['invalid_image', 'invalid_image']);
+    await screenshot(page, 'initial-image');
+
+    // The server takes it: the session runs, holding the image in its temp files.
+    await page.click('#start');
+    await waitForState(page, 'active');
+    expect((await server.server.inspect()).tempBytes).toBe(jpeg.length);
+    await waitForPlayback(page, 0.3);
+    expect((await player(page)).errors.map((e) => e.code)).toEqual(['invalid_image', 'invalid_image']);
+    await page.click('#leave');
+    await waitForState(page, 'ended');
+  });
+
+  it('reconnects after a dropped connection (no close frame) and resumes from the last state, frames continuous on screen', async () => {
+    const relay = await Relay.open(small);
+    try {
+      const page = await openPlayer(`?server=${encodeURIComponent(relay.wsUrl)}`, small);
+      await page.click('#start');
+      await waitForPlayback(page, 0.4);
+      const early = await frameOnScreen(page);
+      // Cut mid-way through the second segment, after the first one's state arrived.
+      await waitForPlayer(page, `p.lastSnapshot?.payload.nextFrameIndex === ${SHORT_FRAMES} && p.segments.some((s) => s.segmentIdx === 1 && s.chunks > 2 && !s.complete)`);
+      expect(relay.cut()).toBe(1);
+      await waitForPlayer(page, `p.reconnects >= 1 && p.sessions === 2 && p.lastSnapshot?.payload.nextFrameIndex === ${2 * SHORT_FRAMES}`);
+      const p = await player(page);
+      expect(p.resumedFrom?.payload.nextFrameIndex).toBe(SHORT_FRAMES);
+      expect(p.errors.map((e) => e.code)).toEqual(['connection_lost']);
+      expect(p.errors[0]?.next).toContain(`the story resumes from frame ${SHORT_FRAMES}`);
+      // The cut segment was made again in its place: the picture runs on with no jump.
+      await waitForPlayback(page, 2.2);
+      const late = await frameOnScreen(page);
+      expect(late.index!).toBeGreaterThanOrEqual(2 * SHORT_FRAMES);
+      expectContinuous(early, late);
+      expect((await video(page)).error).toBeNull();
+      await page.locator('#leave').dispatchEvent('click');
+      await waitForState(page, 'ended');
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('reconnects across a server restart (close 1001) and resumes from the state the server sent last', async () => {
+    let restarting = await startServer(
+      { pool: { workers: 1 }, default_request: { sampling: { width: WIDTH, height: HEIGHT, fps: FPS, num_frames: SHORT_FRAMES } } },
+      { webRoot, generators: [new StumblingGenerator()] },
+    );
+    try {
+      const port = Number(new URL(restarting.url).port);
+      const page = await openPlayer(`?server=${encodeURIComponent(restarting.wsUrl)}`);
+      await page.click('#start');
+      await waitForPlayer(page, `p.lastSnapshot?.payload.nextFrameIndex === ${SHORT_FRAMES}`);
+      await restarting.close();
+      restarting = await startServer(
+        { server: { port }, pool: { workers: 1 }, default_request: { sampling: { width: WIDTH, height: HEIGHT, fps: FPS, num_frames: SHORT_FRAMES } } },
+        { webRoot, generators: [new StumblingGenerator()] },
+      );
+      await waitForPlayer(page, `p.reconnects >= 1 && p.state === 'active'`);
+      let p = await player(page);
+      const lost = p.errors.find((e) => e.code === 'connection_lost');
+      expect(lost?.message).toContain('the server is restarting or shutting down (close 1001');
+      // It resumed from the last state the old server had: a whole number of segments in.
+      const from = p.resumedFrom?.payload.nextFrameIndex as number;
+      expect(from % SHORT_FRAMES).toBe(0);
+      expect(from).toBeGreaterThanOrEqual(SHORT_FRAMES);
+      await waitForPlayer(page, `p.lastSnapshot?.payload.nextFrameIndex === ${from + SHORT_FRAMES}`);
+      p = await player(page);
+      expect(p.segments.find((s) => s.session === p.sessions)?.complete).toBe(true);
+      await page.click('#leave');
+      await waitForState(page, 'ended');
+    } finally {
+      await restarting.close();
+    }
+  });
+
+  it('explains a retryable worker_failed, reconnects and resumes from the last good state', async () => {
+    const page = await openPlayer('', small);
+    await page.fill('#prompt', 'a fox crosses a frozen river');
+    await page.click('#start');
+    await waitForState(page, 'active');
+    // The next segment's generator falls over.
+    await page.fill('#prompt', `the fox slips on the ice ${STUMBLE}`);
+    await page.click('#send-prompt');
+    await waitForPlayer(page, "p.errors.some((e) => e.code === 'worker_failed')");
+    const item = page.locator('#errors li[data-code="worker_failed"]');
+    await expect.poll(() => item.textContent()).toContain('Reconnecting in');
+    const text = await item.textContent();
+    expect(text).toContain('The video generator failed while making a segment.');
+    expect(text).toContain('The server said: “generation failed: the GPU fell over (test)”');
+    expect(text).toContain(`the story resumes from frame ${SHORT_FRAMES}`);
+    await screenshot(page, 'worker-failed');
+
+    await waitForPlayer(page, `p.sessions === 2 && p.lastSnapshot?.payload.nextFrameIndex === ${2 * SHORT_FRAMES}`);
+    const p = await player(page);
+    expect(p.resumedFrom?.payload.nextFrameIndex).toBe(SHORT_FRAMES);
+    // The resumed session made the segment that failed, with its prompt.
+    expect(p.segments.find((s) => s.session === 2)?.prompt).toBe(`the fox slips on the ice ${STUMBLE}`);
+    expect(p.errors.map((e) => e.code)).toEqual(['worker_failed']);
+    await page.click('#leave');
+    await waitForState(page, 'ended');
+  });
+
+  it('explains a refused start (invalid_message) and does not retry it', async () => {
+    const page = await openPlayer();
+    await page.setInputFiles('#state-file', {
+      name: 'foreign.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(JSON.stringify({ kind: 'another.model.v1', payload: { step: 3 } })),
+    });
+    await page.click('#start');
+    await waitForState(page, 'ended');
+    const p = await player(page);
+    expect(p.endReason).toBe('refused');
+    expect(p.notice?.kind).toBe('error');
+    expect(p.notice?.text).toContain('The server refused something this page sent');
+    expect(p.notice?.text).toContain('continuation_state.kind: expected "livegen.synthetic.v1", got "another.model.v1"');
+    expect(p.notice?.text).toContain('Not retried.');
+    const item = page.locator('#errors li[data-code="invalid_message"]');
+    expect(await item.textContent()).toContain('Not retried.');
+    // No reconnect follows.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect((await player(page)).sessions).toBe(1);
+    expect(await page.locator('#continue').isHidden()).toBe(true);
+    await screenshot(page, 'refused');
   });
 });

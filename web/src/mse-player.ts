@@ -24,6 +24,8 @@ export interface MseStats {
   appendedChunks: number;
   segmentsAppended: number;
   evictions: number;
+  /** Unfinished segments whose media was removed so a resumed session could take their place. */
+  discards: number;
   bufferedStartS: number;
   bufferedEndS: number;
   bufferedAheadS: number;
@@ -34,16 +36,27 @@ type Op =
   | { kind: 'init'; mime: string; data: Uint8Array }
   | { kind: 'media'; data: Uint8Array; retried?: boolean }
   | { kind: 'remove'; start: number; end: number }
+  /** The open segment's media is all appended. */
+  | { kind: 'sealed' }
+  /** Remove the open (unfinished) segment's media; what comes next goes where it began. */
+  | { kind: 'discard' }
+  | { kind: 'offset'; at: number }
   | { kind: 'end' };
 
 /** Evict only when this much more than `keepBehindS` has piled up (at most half of it), so removes stay rare. */
 const EVICT_SLACK_S = 5;
 
 /**
- * Plays a session's segments through one `SourceBuffer` in `sequence` mode: each segment's
+ * Plays a story's segments through one `SourceBuffer` in `sequence` mode: each segment's
  * init segment then its fragments are appended in order, so the segments follow one another
- * on a single timeline with no gap. Appends wait while the buffer is `updating`; ranges
- * far behind the playhead are removed so memory stays bounded.
+ * on a single timeline with no gap, across sessions too (a resumed session's media follows
+ * the last one's). Appends wait while the buffer is `updating`; ranges far behind the
+ * playhead are removed so memory stays bounded.
+ *
+ * After `end()` more media may still come (Continue at the segment cap): the next `push`
+ * reopens the source and playback goes on from where it stopped. `discardUnfinished()`
+ * removes a segment cut off mid-way (a dropped connection), so the session that resumes
+ * from the last complete segment's state puts its media exactly where that segment began.
  */
 export class MsePlayer {
   private readonly mediaSource = new MediaSource();
@@ -59,7 +72,9 @@ export class MsePlayer {
   private destroyed = false;
   private readonly keepBehindS: number;
   private readonly startAheadS: number;
-  private readonly stats = { appendedBytes: 0, appendedChunks: 0, segmentsAppended: 0, evictions: 0, stalls: [] as Stall[] };
+  private readonly stats = { appendedBytes: 0, appendedChunks: 0, segmentsAppended: 0, evictions: 0, discards: 0, stalls: [] as Stall[] };
+  /** Where the segment being appended began on the timeline; undefined once it is sealed. */
+  private openSegmentStartS: number | undefined;
   private readonly detach: (() => void)[] = [];
 
   constructor(
@@ -97,8 +112,28 @@ export class MsePlayer {
   /** Queues one media chunk; an `init` chunk starts a new segment (switching codecs if its MIME differs). */
   push(chunk: MediaChunk): void {
     if (this.destroyed) return;
+    if (this.ending) this.reopen();
     if (chunk.kind === 'init') this.ops.push({ kind: 'init', mime: chunk.mime, data: chunk.data });
     else this.ops.push({ kind: 'media', data: chunk.data });
+    this.pump();
+  }
+
+  /** The current segment's media has all been pushed (its `media_segment_complete`). */
+  segmentComplete(): void {
+    if (this.destroyed) return;
+    this.ops.push({ kind: 'sealed' });
+    this.pump();
+  }
+
+  /**
+   * The current segment will never be finished (its session is gone): its media is removed
+   * and the next segment pushed takes its place on the timeline. Nothing happens when the
+   * last segment was complete.
+   */
+  discardUnfinished(): void {
+    if (this.destroyed) return;
+    if (this.ending) this.reopen();
+    this.ops.push({ kind: 'discard' });
     this.pump();
   }
 
@@ -137,8 +172,17 @@ export class MsePlayer {
 
   // ------------------------------------------------------------------ inside
 
+  /** More media after `end()`: appending reopens an ended source; playback starts again once enough is buffered. */
+  private reopen(): void {
+    this.ending = false;
+    this.playRequested = false;
+    // An `end` not yet run would end the source again and play() an ended video from its start.
+    for (let i = this.ops.length - 1; i >= 0; i--) if (this.ops[i]?.kind === 'end') this.ops.splice(i, 1);
+  }
+
   private pump(): void {
-    if (this.destroyed || !this.opened || this.mediaSource.readyState !== 'open') return;
+    // An `ended` source reopens on the next append or remove (Media Source Extensions §3.5).
+    if (this.destroyed || !this.opened || this.mediaSource.readyState === 'closed') return;
     if (this.sourceBuffer?.updating) return;
     const op = this.ops.shift();
     if (!op) return;
@@ -152,6 +196,7 @@ export class MsePlayer {
   private run(op: Op): void {
     switch (op.kind) {
       case 'init': {
+        this.openSegmentStartS = this.bufferedEnd();
         const buffer = this.sourceBuffer ?? this.createSourceBuffer(op.mime);
         if (op.mime !== this.mime) {
           buffer.changeType(op.mime);
@@ -172,6 +217,17 @@ export class MsePlayer {
         this.stats.evictions += 1;
         if (!this.sourceBuffer) this.pump();
         return;
+      case 'sealed':
+        this.openSegmentStartS = undefined;
+        this.pump();
+        return;
+      case 'discard':
+        this.discard();
+        return;
+      case 'offset':
+        if (this.sourceBuffer) this.sourceBuffer.timestampOffset = op.at;
+        this.pump();
+        return;
       case 'end':
         // A source that never got media would end as a decode error; leave it empty instead.
         if (!this.sourceBuffer) return;
@@ -179,6 +235,33 @@ export class MsePlayer {
         this.startPlayback();
         return;
     }
+  }
+
+  private discard(): void {
+    const start = this.openSegmentStartS;
+    const buffer = this.sourceBuffer;
+    this.openSegmentStartS = undefined;
+    if (start === undefined || !buffer) {
+      this.pump();
+      return;
+    }
+    this.stats.discards += 1;
+    // Forget any half-parsed segment, then drop everything from where the segment began.
+    if (this.mediaSource.readyState === 'open') buffer.abort();
+    // In sequence mode the next media would follow the removed range: put it where the segment began.
+    this.ops.unshift({ kind: 'offset', at: start });
+    const duration = this.mediaSource.duration;
+    if (Number.isNaN(duration) || start >= duration) {
+      this.pump();
+      return;
+    }
+    buffer.remove(start, Infinity);
+  }
+
+  /** The end of the buffered media (0 when there is none). */
+  private bufferedEnd(): number {
+    const buffered = this.sourceBuffer && this.mediaSource.readyState !== 'closed' ? this.sourceBuffer.buffered : undefined;
+    return buffered && buffered.length > 0 ? buffered.end(buffered.length - 1) : 0;
   }
 
   private append(buffer: SourceBuffer, data: Uint8Array): void {
@@ -210,7 +293,8 @@ export class MsePlayer {
       if (!this.playRequested && this.video.currentTime < start) this.video.currentTime = start;
       if (!this.playRequested && end - Math.max(start, this.video.currentTime) >= this.startAheadS) this.startPlayback();
       const evictTo = this.video.currentTime - this.keepBehindS;
-      if (evictTo - start > Math.min(EVICT_SLACK_S, this.keepBehindS / 2)) {
+      // Not on an ended source: a remove would reopen it and the video would wait instead of ending.
+      if (this.mediaSource.readyState === 'open' && evictTo - start > Math.min(EVICT_SLACK_S, this.keepBehindS / 2)) {
         this.ops.unshift({ kind: 'remove', start, end: evictTo });
       }
     }

@@ -1,4 +1,4 @@
-import type { PlayerError, SegmentInfo } from './model.js';
+import type { Notice, PlayerError, SegmentInfo } from './model.js';
 
 /** Every element the page uses, found once by id. */
 export function findElements() {
@@ -9,17 +9,26 @@ export function findElements() {
   };
   return {
     status: byId<HTMLElement>('status'),
+    notice: byId<HTMLElement>('notice'),
+    continueButton: byId<HTMLButtonElement>('continue'),
+    stage: byId<HTMLElement>('stage'),
     video: byId<HTMLVideoElement>('video'),
     queue: byId<HTMLElement>('queue-position'),
+    segmentCount: byId<HTMLElement>('segment-count'),
     ttff: byId<HTMLElement>('ttff'),
     bufferInfo: byId<HTMLElement>('buffer-info'),
     prompt: byId<HTMLTextAreaElement>('prompt'),
+    pendingPrompts: byId<HTMLUListElement>('pending-prompts'),
     start: byId<HTMLButtonElement>('start'),
     sendPrompt: byId<HTMLButtonElement>('send-prompt'),
     leave: byId<HTMLButtonElement>('leave'),
     pause: byId<HTMLInputElement>('toggle-pause'),
     loop: byId<HTMLInputElement>('toggle-loop'),
     auto: byId<HTMLInputElement>('toggle-auto'),
+    imageFile: byId<HTMLInputElement>('image-file'),
+    imageThumb: byId<HTMLImageElement>('image-thumb'),
+    imageInfo: byId<HTMLElement>('image-info'),
+    clearImage: byId<HTMLButtonElement>('clear-image'),
     downloadState: byId<HTMLButtonElement>('download-state'),
     stateFile: byId<HTMLInputElement>('state-file'),
     loadedState: byId<HTMLElement>('loaded-state'),
@@ -61,7 +70,9 @@ export function renderSegments(tbody: HTMLTableSectionElement, segments: Segment
       bar.max = Math.max(1, s.totalSteps);
       bar.value = s.step;
       steps.append(bar, ` ${s.step}/${s.totalSteps}`);
+      row.dataset.session = String(s.session);
       row.append(
+        cell(String(s.session), 'num'),
         cell(String(s.segmentIdx), 'num'),
         cell(s.prompt),
         cell(s.source ?? '–'),
@@ -89,7 +100,28 @@ export function renderErrors(list: HTMLUListElement, errors: PlayerError[]): voi
     ...errors.map((e) => {
       const li = document.createElement('li');
       li.dataset.code = e.code;
-      li.textContent = `${e.at.slice(11, 19)}  ${e.code}${e.retryable ? ' (retryable)' : ''}: ${e.message}`;
+      li.dataset.source = e.source;
+      const head = document.createElement('strong');
+      head.textContent = `${e.at.slice(11, 19)}  ${e.code}${e.retryable ? ' (retryable)' : ''}: `;
+      const said = e.message ? ` ${e.source === 'server' ? 'The server said' : 'Detail'}: “${e.message}”.` : '';
+      li.append(head, `${e.explanation}${said}${e.next ? ` ${e.next}` : ''}`);
+      return li;
+    }),
+  );
+}
+
+export function renderNotice(el: HTMLElement, notice: Notice | null): void {
+  el.hidden = notice === null;
+  el.dataset.kind = notice?.kind ?? '';
+  el.textContent = notice?.text ?? '';
+}
+
+export function renderPending(list: HTMLUListElement, prompts: string[]): void {
+  list.hidden = prompts.length === 0;
+  list.replaceChildren(
+    ...prompts.map((prompt, i) => {
+      const li = document.createElement('li');
+      li.textContent = `${i === 0 ? 'Next' : 'Then'}: ${prompt}`;
       return li;
     }),
   );
