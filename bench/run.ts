@@ -15,10 +15,11 @@ import { encodeEfficiency } from './encode.js';
 import { firstMedia } from './first-media.js';
 import { hostile } from './hostile.js';
 import { liveStreams } from './live-streams.js';
+import { startup } from './startup.js';
 import { tail } from './tail.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
 
-const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, capacity, encodeEfficiency, liveStreams, hostile];
+const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile];
 
 function usage(): string {
   return [

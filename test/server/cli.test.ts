@@ -5,10 +5,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { chooseEntry } from '../../bin/start.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(ROOT, 'bin', 'livegen.js');
-/** Bound on start-up (tsx compiles the sources on the fly; two shared cores). */
+/**
+ * Bound on start-up: dist/ when built and fresh, else the sources through tsx; the first
+ * `serve` of a checkout without web/dist builds the page first (two shared cores).
+ */
 const START_TIMEOUT_MS = 15_000;
 
 interface Run {
@@ -168,6 +172,35 @@ describe('livegen serve', () => {
     const url = await waitForListening(run);
     const status = (await (await fetch(`${url}/status`)).json()) as { total_gpus: number };
     expect(status.total_gpus).toBe(2);
+  });
+});
+
+describe('livegen serve: what runs and what it serves', () => {
+  it('serves the player page at / (building it first when the checkout has none)', async () => {
+    const run = livegen(['serve', '--port', '0', '--log-level', 'info']);
+    const url = await waitForListening(run);
+    const res = await fetch(`${url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    expect(await res.text()).toContain('app.js');
+    expect((await fetch(`${url}/app.js`)).status).toBe(200);
+  });
+
+  // The rule itself is tested on made-up trees (test/package/start-rule.test.ts) and on a
+  // copy of the checkout (test/package/package.test.ts); here: this checkout says what it runs.
+  it('says on stderr when it runs the sources because dist/ is missing or stale, and nothing when dist/ is fresh', async () => {
+    const entry = chooseEntry(ROOT, {});
+    const run = livegen(['serve', '--port', '0', '--log-level', 'info']);
+    await waitForListening(run);
+    if (entry.notice) expect(run.stderr()).toContain(`livegen: ${entry.notice}`);
+    else expect(run.stderr()).not.toContain('running the TypeScript sources');
+  });
+
+  it('runs the sources without a notice when LIVEGEN_DEV=1', async () => {
+    const run = livegen(['serve', '--port', '0', '--log-level', 'info'], { LIVEGEN_DEV: '1' });
+    const url = await waitForListening(run);
+    expect(run.stderr()).not.toContain('running the TypeScript sources');
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
   });
 });
 
