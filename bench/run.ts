@@ -18,6 +18,7 @@ import { liveStreams } from './live-streams.js';
 import { startup } from './startup.js';
 import { tail } from './tail.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
+import { build } from '../scripts/build.js';
 
 const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile];
 
@@ -48,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const selected = names.length ? BENCHMARKS.filter((b) => names.includes(b.name)) : BENCHMARKS;
+  // Servers run the compiled code, as users do (LIVEGEN_BENCH_SOURCES=1: the sources through tsx).
+  const serverCode = process.env.LIVEGEN_BENCH_SOURCES === '1' ? 'sources' : 'compiled';
+  if (serverCode === 'compiled') await build({ ifStale: true, log: (line) => console.log(`   build: ${line}`) });
+  console.log(`server code: ${serverCode === 'compiled' ? 'compiled dist/' : 'TypeScript sources through tsx'}`);
   const results: BenchResult[] = [];
   const failed: string[] = [];
   for (const bench of selected) {
@@ -66,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
   const report = {
     date: new Date().toISOString(),
     quick,
+    serverCode,
     machine: {
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,

@@ -5,7 +5,8 @@
  */
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { createLivegenServer } from '../../src/server/index.js';
+import { fileURLToPath } from 'node:url';
+import { chooseEntry } from '../../bin/start.js';
 import { benchConfig } from './config.js';
 import { PrerenderedGenerator, prerender } from './prerendered.js';
 
@@ -17,6 +18,13 @@ const patch = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>;
  * `watchLoop`: measure event-loop stalls and GC pauses for `probe` (off: probe reports NaN / 0).
  * `logLevel`: with `collectEnds`, log at this level and echo every line to stderr (for diagnosing a run).
  */
+// The server's code as users run it: compiled dist/ when it is fresh (bench/run.ts builds
+// what is stale first), the sources otherwise or with LIVEGEN_BENCH_SOURCES=1.
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const fromSources = process.env.LIVEGEN_BENCH_SOURCES === '1' || chooseEntry(root, {}).kind !== 'dist';
+const serverModule = fromSources ? '../../src/server/index.js' : '../../dist/server/index.js';
+const { createLivegenServer } = (await import(serverModule)) as typeof import('../../src/server/index.js');
+
 const options = JSON.parse(process.argv[3] ?? '{}') as { prerendered?: boolean; collectEnds?: boolean; watchLoop?: boolean; logLevel?: string };
 const config = benchConfig(patch);
 let generators: PrerenderedGenerator[] | undefined;

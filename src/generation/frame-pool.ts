@@ -5,7 +5,13 @@
  * it; a frame never released is simply garbage-collected, so correctness never depends
  * on the consumer calling back.
  */
-export class FrameBufferPool {
+/** Where a generator gets the buffer each frame is rendered into. */
+export interface FrameSource {
+  /** A buffer of `size` bytes (contents undefined) and the callback that gives it back. */
+  take(size: number): { buffer: Buffer; release: () => void };
+}
+
+export class FrameBufferPool implements FrameSource {
   private readonly free = new Map<number, Buffer[]>();
 
   constructor(private readonly maxFreePerSize = 16) {}

@@ -28,5 +28,5 @@ export {
   decodeSyntheticContinuation,
 } from './synthetic-continuation.js';
 export { TONE_AMPLITUDE } from './synthetic-audio.js';
-export { ThreadedSyntheticGenerator } from './threaded-synthetic.js';
+export { SyntheticRenderThread, ThreadedSyntheticGenerator } from './threaded-synthetic.js';
 export { type Rgb, promptColour, promptToneHz } from './synthetic-scene.js';

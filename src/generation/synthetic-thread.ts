@@ -11,9 +11,13 @@ import { FRAME_CREDITS, type FromThread, type ToThread } from './thread-protocol
 const port = parentPort;
 if (!port) throw new Error('synthetic-thread runs as a worker thread');
 
-const generator = new SyntheticGenerator(workerData as SyntheticGeneratorOptions);
 /** Buffers the main side has handed back, by size, ready to carry another frame. */
 const spare = new Map<number, ArrayBuffer[]>();
+// Frames are rendered straight into the buffers that travel: each one is transferred as
+// it is (no copy), and comes back through `spare` once the encoder has written it.
+const generator = new SyntheticGenerator(workerData as SyntheticGeneratorOptions, {
+  take: (size) => ({ buffer: Buffer.from(bufferFor(size)), release: () => undefined }),
+});
 
 interface Job {
   abort: AbortController;
@@ -41,11 +45,8 @@ async function run(id: number, job: Job, request: Extract<ToThread, { type: 'job
         case 'video': {
           while (job.credits <= 0) await job.creditArrived.wait(job.abort.signal);
           job.credits -= 1;
-          const buffer = bufferFor(event.frame.length);
-          const frame = new Uint8Array(buffer);
-          frame.set(event.frame);
-          event.release?.();
-          post({ type: 'video', id, frame }, [buffer]);
+          const frame = new Uint8Array(event.frame.buffer, event.frame.byteOffset, event.frame.byteLength);
+          post({ type: 'video', id, frame }, [frame.buffer as ArrayBuffer]);
           break;
         }
         case 'audio': {

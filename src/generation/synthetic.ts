@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { FrameBufferPool } from './frame-pool.js';
+import { FrameBufferPool, type FrameSource } from './frame-pool.js';
 import type { AudioFormat, ContinuationState, GenerationEvent, Generator, SegmentRequest } from './types.js';
 import { ContinuationStateError, InvalidSegmentRequestError, describeValue } from './errors.js';
 import { abortableDelay, waitUntil, yieldToEventLoop } from './pacing.js';
@@ -46,9 +46,11 @@ export class SyntheticGenerator implements Generator {
   readonly audio: AudioFormat | null;
   readonly pace: 'fast' | 'realtime';
   readonly stepMs: number;
-  private readonly frames = new FrameBufferPool();
+  private readonly frames: FrameSource;
 
-  constructor(options: SyntheticGeneratorOptions = {}) {
+  /** `frames`: where frames are rendered (default: a pool recycling what the consumer releases). */
+  constructor(options: SyntheticGeneratorOptions = {}, frames: FrameSource = new FrameBufferPool()) {
+    this.frames = frames;
     this.pace = options.pace ?? 'fast';
     if (this.pace !== 'fast' && this.pace !== 'realtime') {
       throw new InvalidSegmentRequestError('pace', `must be "fast" or "realtime", got ${describeValue(this.pace)}`);

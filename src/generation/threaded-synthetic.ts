@@ -5,6 +5,11 @@
  * session are answered on time. Frames arrive as transferred buffers; the thread keeps
  * at most `FRAME_CREDITS` frames ahead of the consumer, and reuses each buffer once the
  * encoder hands it back.
+ *
+ * One `SyntheticRenderThread` serves every threaded generator of a server (the pool's
+ * in-process workers share it, jobs told apart by id): one thread to start and to hold
+ * in memory however many workers there are, and the first segment of a second worker
+ * does not wait for a thread to start.
  */
 import type { Worker } from 'node:worker_threads';
 import { AsyncQueue, startThread } from '../async/index.js';
@@ -21,15 +26,83 @@ function rebuild(error: ThreadError): Error {
   return rebuilt;
 }
 
-export class ThreadedSyntheticGenerator implements Generator {
-  /** Answers what needs no rendering (identity, audio format, state checks) on this thread. */
-  private readonly local: SyntheticGenerator;
+/**
+ * A worker thread rendering synthetic frames for any number of generators with the same
+ * options. It starts with the first job and is restarted by the next job after a crash.
+ */
+export class SyntheticRenderThread {
   private thread: Worker | undefined;
   private readonly jobs = new Map<number, AsyncQueue<FromThread>>();
   private nextId = 1;
+  private closed = false;
 
-  constructor(private readonly options: SyntheticGeneratorOptions = {}) {
-    this.local = new SyntheticGenerator(options);
+  constructor(readonly options: SyntheticGeneratorOptions = {}) {}
+
+  /** Starts a job; its messages arrive on the returned queue until `end`. */
+  open(request: SegmentRequest): { id: number; events: AsyncQueue<FromThread> } {
+    if (this.closed) throw new Error('the synthetic render thread was closed');
+    const thread = this.ensureThread();
+    const id = this.nextId++;
+    const events = new AsyncQueue<FromThread>();
+    this.jobs.set(id, events);
+    thread.postMessage({ type: 'job', id, request } satisfies ToThread);
+    return { id, events };
+  }
+
+  /** Forgets a job (its consumer is done with it). */
+  forget(id: number): void {
+    this.jobs.delete(id);
+  }
+
+  send(message: ToThread, transfer: ArrayBuffer[] = []): void {
+    this.thread?.postMessage(message, transfer);
+  }
+
+  /** Stops the thread; jobs still running fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const thread = this.thread;
+    this.thread = undefined;
+    for (const events of this.jobs.values()) events.fail(new Error('the generator was closed'));
+    this.jobs.clear();
+    await thread?.terminate();
+  }
+
+  private ensureThread(): Worker {
+    if (this.thread) return this.thread;
+    const thread = startThread(import.meta.url, 'synthetic-thread', { workerData: this.options });
+    thread.unref();
+    thread.on('message', (message: FromThread) => {
+      const events = this.jobs.get(message.id);
+      if (!events) return;
+      events.push(message);
+      if (message.type === 'end') events.finish();
+    });
+    const onDeath = (err: Error): void => {
+      if (this.thread !== thread) return;
+      this.thread = undefined;
+      for (const events of this.jobs.values()) events.fail(err);
+      this.jobs.clear();
+    };
+    thread.on('error', onDeath);
+    thread.on('exit', (code) => onDeath(new Error(`the synthetic generator thread exited with code ${code}`)));
+    this.thread = thread;
+    return thread;
+  }
+}
+
+export class ThreadedSyntheticGenerator implements Generator {
+  /** Answers what needs no rendering (identity, audio format, state checks) on this thread. */
+  private readonly local: SyntheticGenerator;
+  private readonly renderer: SyntheticRenderThread;
+  /** Whether `close()` stops the thread: only one this generator made for itself. */
+  private readonly ownsRenderer: boolean;
+
+  /** Renders on `shared` when given (its options are used), else on a thread of its own. */
+  constructor(options: SyntheticGeneratorOptions = {}, shared?: SyntheticRenderThread) {
+    this.renderer = shared ?? new SyntheticRenderThread(options);
+    this.ownsRenderer = shared === undefined;
+    this.local = new SyntheticGenerator(this.renderer.options);
   }
 
   get modelId(): string {
@@ -54,17 +127,14 @@ export class ThreadedSyntheticGenerator implements Generator {
 
   async *generate(request: SegmentRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     signal.throwIfAborted();
-    const thread = this.ensureThread();
-    const id = this.nextId++;
-    const events = new AsyncQueue<FromThread>();
-    this.jobs.set(id, events);
-    const send = (message: ToThread, transfer: ArrayBuffer[] = []): void => thread.postMessage(message, transfer);
+    const renderer = this.renderer;
+    const { id, events } = renderer.open(request);
+    const send = (message: ToThread, transfer: ArrayBuffer[] = []): void => renderer.send(message, transfer);
     const onAbort = (): void => {
       send({ type: 'cancel', id });
       events.fail(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    send({ type: 'job', id, request });
     let ended = false;
     try {
       for await (const message of events) {
@@ -102,37 +172,14 @@ export class ThreadedSyntheticGenerator implements Generator {
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
-      this.jobs.delete(id);
+      renderer.forget(id);
       // The consumer stopped early (abort, encoder failure): the thread stops too.
       if (!ended) send({ type: 'cancel', id });
     }
   }
 
-  /** Stops the thread (server shutdown). */
+  /** Stops the thread if this generator owns it (a shared one is closed by its owner). */
   async close(): Promise<void> {
-    const thread = this.thread;
-    this.thread = undefined;
-    for (const events of this.jobs.values()) events.fail(new Error('the generator was closed'));
-    await thread?.terminate();
-  }
-
-  private ensureThread(): Worker {
-    if (this.thread) return this.thread;
-    const thread = startThread(import.meta.url, 'synthetic-thread', { workerData: this.options });
-    thread.unref();
-    thread.on('message', (message: FromThread) => {
-      const events = this.jobs.get(message.id);
-      if (!events) return;
-      events.push(message);
-      if (message.type === 'end') events.finish();
-    });
-    const onDeath = (err: Error): void => {
-      if (this.thread === thread) this.thread = undefined;
-      for (const events of this.jobs.values()) events.fail(err);
-    };
-    thread.on('error', onDeath);
-    thread.on('exit', (code) => onDeath(new Error(`the synthetic generator thread exited with code ${code}`)));
-    this.thread = thread;
-    return thread;
+    if (this.ownsRenderer) await this.renderer.close();
   }
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { SyntheticGenerator, ThreadedSyntheticGenerator } from '../generation/index.js';
+import { SyntheticGenerator, SyntheticRenderThread, ThreadedSyntheticGenerator, type SyntheticGeneratorOptions } from '../generation/index.js';
 import type { Generator } from '../generation/types.js';
 import { createSegmentEncoder, type SegmentEncoder } from '../media/index.js';
 import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker, type WorkerSlot } from '../pool/index.js';
@@ -97,16 +97,21 @@ function gpuIds(config: ServeConfig): number[] {
   return config.pool.gpu_ids ?? Array.from({ length: config.pool.workers }, (_, i) => i);
 }
 
-function buildInProcessWorkers(config: ServeConfig): PoolWorker[] {
+function syntheticOptions(config: ServeConfig): SyntheticGeneratorOptions {
   const { synthetic } = config.generator;
-  const options = {
+  return {
     pace: synthetic.pace,
     stepMs: synthetic.step_ms,
     audio: synthetic.audio ? { sampleRate: synthetic.audio_sample_rate, channels: 1 } : null,
     modelId: config.generator.model_id ?? 'livegen/synthetic',
   };
+}
+
+/** In-process synthetic workers; threaded ones share `renderer`, one render thread for the pool. */
+function buildInProcessWorkers(config: ServeConfig, renderer: SyntheticRenderThread | undefined): PoolWorker[] {
+  const options = syntheticOptions(config);
   return gpuIds(config).map(
-    (id) => new InProcessWorker(id, synthetic.thread ? new ThreadedSyntheticGenerator(options) : new SyntheticGenerator(options)),
+    (id) => new InProcessWorker(id, renderer ? new ThreadedSyntheticGenerator(options, renderer) : new SyntheticGenerator(options)),
   );
 }
 
@@ -214,13 +219,15 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     queueDepth: () => admission.queueDepth,
     workers: () => ({ total: pool.total, available: pool.available }),
   });
+  const inProcessSynthetic = !overrides.workers && !overrides.generators && config.generator.kind !== 'worker';
+  const renderer = inProcessSynthetic && config.generator.synthetic.thread ? new SyntheticRenderThread(syntheticOptions(config)) : undefined;
   const workers =
     overrides.workers ??
     (overrides.generators
       ? overrides.generators.map((generator, id) => new InProcessWorker(id, generator))
       : config.generator.kind === 'worker'
         ? buildProcessWorkers(config, logger, (id) => metrics.workerRestarted(id))
-        : buildInProcessWorkers(config));
+        : buildInProcessWorkers(config, renderer));
   const pool = new WorkerPool(workers);
   const placement: Placement<WorkerSlot> = {
     tryPlace: (sessionId) => pool.tryAcquire(sessionId),
@@ -413,6 +420,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       endpoint.close();
       admission.close();
       await pool.stop(config.generator.worker.shutdown_grace_ms);
+      await renderer?.close();
       await openingFrames.close();
       await store.close();
       tempFiles.dispose();

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ContinuationStateError, SyntheticGenerator, ThreadedSyntheticGenerator } from '../../src/generation/index.js';
+import { ContinuationStateError, SyntheticGenerator, SyntheticRenderThread, ThreadedSyntheticGenerator } from '../../src/generation/index.js';
 import type { GenerationEvent, SegmentRequest } from '../../src/generation/index.js';
 import { probeMedia, startServer, TestClient, type TestServer } from '../server/harness.js';
 
@@ -78,6 +78,34 @@ describe('ThreadedSyntheticGenerator', () => {
   it('throws the generation layer\'s own error for a state it cannot read', async () => {
     const bad = { ...REQUEST, continuationState: { kind: 'livegen.synthetic.v1', payload: { nextFrameIndex: 'x' } } };
     await expect(collect(threaded().generate(bad, new AbortController().signal))).rejects.toBeInstanceOf(ContinuationStateError);
+  });
+
+  it('shares one render thread between generators: jobs run side by side, closing a generator leaves the thread to its owner', async () => {
+    const options = { pace: 'fast' as const, stepMs: 0, audio: { sampleRate: 48000, channels: 1 } };
+    const shared = new SyntheticRenderThread(options);
+    try {
+      const a = new ThreadedSyntheticGenerator({}, shared);
+      const b = new ThreadedSyntheticGenerator({}, shared);
+      // The shared thread's options decide (audio on), whatever a generator was given.
+      expect(a.audio).toEqual({ sampleRate: 48000, channels: 1 });
+      const expected = await collect(new SyntheticGenerator(options).generate(REQUEST, new AbortController().signal));
+      const other = { ...REQUEST, prompt: 'a second fox' };
+      const expectedOther = await collect(new SyntheticGenerator(options).generate(other, new AbortController().signal));
+      const [fromA, fromB] = await Promise.all([collect(a.generate(REQUEST, new AbortController().signal)), collect(b.generate(other, new AbortController().signal))]);
+      const frames = (events: GenerationEvent[]) => events.filter((e) => e.type === 'video');
+      expect(frames(fromA)).toEqual(frames(expected));
+      expect(frames(fromB)).toEqual(frames(expectedOther));
+      await a.close();
+      expect(frames(await collect(b.generate(REQUEST, new AbortController().signal)))).toEqual(frames(expected));
+      // The owner closes it: a job under way fails, a new one is refused.
+      const long = b.generate({ ...REQUEST, numFrames: 10_000 }, new AbortController().signal);
+      await long.next();
+      await shared.close();
+      await expect(collect(long)).rejects.toThrow('the generator was closed');
+      await expect(collect(b.generate(REQUEST, new AbortController().signal))).rejects.toThrow('closed');
+    } finally {
+      await shared.close();
+    }
   });
 
   it('continues the story across segments through a server: frame indices run on', async () => {
