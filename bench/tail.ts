@@ -7,6 +7,10 @@
  * leave. Reported: p50 / p99 / p99.9 of the snapshot round trip, the WebSocket handshake
  * (connect to open) and connect to the first `queue_status`, and the server's own
  * event-loop delay. The server runs in its own process; the clients here.
+ *
+ * A last step repeats the largest count with `generator.synthetic.thread: false` (frames
+ * rendered on the server's event loop, as before the render thread), so the ratio of
+ * the two comes from one run on one machine.
  */
 import { performance } from 'node:perf_hooks';
 import { BenchClient, sleep } from './lib/client.js';
@@ -40,12 +44,12 @@ function percentiles(samples: number[]): Percentiles {
   return { n: sorted.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: round(sorted.at(-1) ?? Number.NaN) };
 }
 
-async function measureStep(streams: number, pings: number, handshakes: number): Promise<TailStep> {
+async function measureStep(streams: number, pings: number, handshakes: number, renderThread = true): Promise<TailStep> {
   const server = await startServerProcess({
     pool: { workers: Math.max(1, streams) },
     default_request: { sampling: { width: 640, height: 352, fps: 24, num_frames: 48 } },
     streaming: { max_sessions: 64, max_queue: 64, generation_segment_cap: 100_000, queue_timeout_seconds: 3600 },
-    generator: { synthetic: { pace: 'realtime', step_ms: 25 } },
+    generator: { synthetic: { pace: 'realtime', step_ms: 25, thread: renderThread } },
   });
   const clients: BenchClient[] = [];
   try {
@@ -120,27 +124,39 @@ async function measureStep(streams: number, pings: number, handshakes: number): 
 
 export const tail: Benchmark = {
   name: 'tail',
-  title: 'control round trip and handshake percentiles (p50/p99/p99.9) while 0, 2 and 4 realtime streams generate',
+  title: 'control round trip and handshake percentiles (p50/p99/p99.9) while 0, 2 and 4 realtime streams generate (and 4 rendered on the event loop)',
   async run({ quick, log }) {
     const counts = quick ? [0, 2] : [0, 2, 4];
     const pings = quick ? 200 : 2000;
     const handshakes = quick ? 30 : 200;
     const figures: Figure[] = [];
     const steps: TailStep[] = [];
-    for (const n of counts) {
-      const s = await measureStep(n, pings, handshakes);
+    const largest = counts[counts.length - 1] as number;
+    const plan = [...counts.map((n) => ({ n, thread: true })), { n: largest, thread: false }];
+    for (const { n, thread } of plan) {
+      const s = await measureStep(n, pings, handshakes, thread);
       steps.push(s);
+      const label = thread ? `${n} streams` : `${n} streams, frames rendered on the event loop`;
       log(
-        `  ${n} streams: snapshot p50 ${s.roundTrip.p50} / p99 ${s.roundTrip.p99} / p99.9 ${s.roundTrip.p999} / max ${s.roundTrip.max} ms; ` +
+        `  ${label}: snapshot p50 ${s.roundTrip.p50} / p99 ${s.roundTrip.p99} / p99.9 ${s.roundTrip.p999} / max ${s.roundTrip.max} ms; ` +
           `handshake p50 ${s.handshake.p50} / p99 ${s.handshake.p99} ms; to queue_status p50 ${s.toQueueStatus.p50} / p99 ${s.toQueueStatus.p99} ms; ` +
           `${s.segmentsDuringRun} segments meanwhile; server loop lag p99 ${s.serverLoopLagP99Ms} ms, max ${s.serverLoopLagMaxMs} ms`,
       );
-      figures.push(info(`snapshot round trip p50 @ ${n} streams`, s.roundTrip.p50, 'ms', `${s.roundTrip.n} pings`));
-      figures.push(info(`snapshot round trip p99 @ ${n} streams`, s.roundTrip.p99, 'ms'));
-      figures.push(info(`snapshot round trip p99.9 @ ${n} streams`, s.roundTrip.p999, 'ms', `max ${s.roundTrip.max} ms`));
-      figures.push(info(`handshake p50 @ ${n} streams`, s.handshake.p50, 'ms', `p99 ${s.handshake.p99} ms, ${s.handshake.n} connections`));
-      figures.push(info(`connect → queue_status p50 @ ${n} streams`, s.toQueueStatus.p50, 'ms', `p99 ${s.toQueueStatus.p99} ms`));
-      figures.push(info(`server loop lag p99 @ ${n} streams`, s.serverLoopLagP99Ms ?? Number.NaN, 'ms', `max ${s.serverLoopLagMaxMs} ms`));
+      const at = thread ? `@ ${n} streams` : `@ ${n} streams, no render thread`;
+      figures.push(info(`snapshot round trip p50 ${at}`, s.roundTrip.p50, 'ms', `${s.roundTrip.n} pings`));
+      figures.push(info(`snapshot round trip p99 ${at}`, s.roundTrip.p99, 'ms'));
+      figures.push(info(`snapshot round trip p99.9 ${at}`, s.roundTrip.p999, 'ms', `max ${s.roundTrip.max} ms`));
+      figures.push(info(`handshake p50 ${at}`, s.handshake.p50, 'ms', `p99 ${s.handshake.p99} ms, ${s.handshake.n} connections`));
+      figures.push(info(`connect → queue_status p50 ${at}`, s.toQueueStatus.p50, 'ms', `p99 ${s.toQueueStatus.p99} ms`));
+      figures.push(info(`server loop lag p99 ${at}`, s.serverLoopLagP99Ms ?? Number.NaN, 'ms', `max ${s.serverLoopLagMaxMs} ms`));
+    }
+    const threaded = steps[counts.length - 1];
+    const inline = steps[counts.length];
+    if (threaded && inline && largest > 0) {
+      const ratio = (a: number, b: number): number => round((a / b) * 100) / 100;
+      figures.push(info(`snapshot p99 @ ${largest} streams, render thread / event loop`, ratio(threaded.roundTrip.p99, inline.roundTrip.p99), 'x'));
+      figures.push(info(`snapshot p99.9 @ ${largest} streams, render thread / event loop`, ratio(threaded.roundTrip.p999, inline.roundTrip.p999), 'x'));
+      figures.push(info(`handshake p99 @ ${largest} streams, render thread / event loop`, ratio(threaded.handshake.p99, inline.handshake.p99), 'x'));
     }
     return { figures, details: { steps } };
   },

@@ -25,6 +25,8 @@ interface Job {
   creditArrived: Notifier;
 }
 const jobs = new Map<number, Job>();
+/** Buffers kept for reuse per running job: its credits plus what the encoder's pipe holds. */
+const SPARE_PER_JOB = 2 * FRAME_CREDITS + 4;
 
 function post(message: FromThread, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(message, transfer);
@@ -85,8 +87,10 @@ port.on('message', (message: ToThread) => {
       return;
     }
     case 'buffer': {
+      // Enough for every running job's frames in flight: a buffer dropped here is a fresh
+      // 1.7 MB allocation (zeroed, page-faulted) for the next frame at 1024x576.
       const list = spare.get(message.buffer.byteLength) ?? [];
-      if (list.length < 2 * FRAME_CREDITS + 4) list.push(message.buffer);
+      if (list.length < SPARE_PER_JOB * Math.max(1, jobs.size)) list.push(message.buffer);
       spare.set(message.buffer.byteLength, list);
       return;
     }
