@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { capacity } from './capacity.js';
 import { controlLatency } from './control-latency.js';
 import { encodeEfficiency } from './encode.js';
+import { fastvideo } from './fastvideo.js';
 import { firstMedia } from './first-media.js';
 import { hostile } from './hostile.js';
 import { liveStreams } from './live-streams.js';
@@ -20,7 +21,7 @@ import { tail } from './tail.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
 import { build } from '../scripts/build.js';
 
-const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile];
+const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, fastvideo];
 
 function usage(): string {
   return [

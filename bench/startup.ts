@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import { info, type Benchmark, type Figure } from './lib/report.js';
-import { median, round, summarize, type Summary } from './lib/stats.js';
+import { median, ratio, round, summarize, type Summary } from './lib/stats.js';
 
 const DEFAULT_BIN = fileURLToPath(new URL('../bin/livegen.js', import.meta.url));
 const KiB = 1024;
@@ -38,7 +38,7 @@ export interface StartupMeasure {
 }
 
 /** `VmRSS` of a process in KiB (0 when it is gone). */
-function vmRssKiB(pid: number): number {
+export function vmRssKiB(pid: number): number {
   try {
     const line = readFileSync(`/proc/${pid}/status`, 'utf8')
       .split('\n')
@@ -50,7 +50,7 @@ function vmRssKiB(pid: number): number {
 }
 
 /** Every descendant of a process (Linux: /proc/PID/task/TID/children of each thread). */
-function descendants(pid: number): number[] {
+export function descendants(pid: number): number[] {
   const out: number[] = [];
   const walk = (p: number) => {
     // A child belongs to the thread that spawned it (tsx's loader thread spawns esbuild).
@@ -130,7 +130,7 @@ async function stopServer(child: ChildProcess): Promise<void> {
 }
 
 /** One WebSocket handshake (upgrade request to `open`), then a close that is waited for. */
-async function handshake(wsUrl: string): Promise<number> {
+export async function handshake(wsUrl: string): Promise<number> {
   const t0 = performance.now();
   const ws = new WebSocket(wsUrl);
   await new Promise<void>((resolve, reject) => {
@@ -183,7 +183,7 @@ function figuresOf(m: StartupMeasure): Figure[] {
     info(`${m.mode}: start to listening, median`, round(median(m.starts.map((s) => s.startMs))), 'ms', `${m.starts.length} starts`),
     info(`${m.mode}: idle RSS 2 s after start`, round(rss), 'MiB', 'VmRSS of the server process'),
     info(`${m.mode}: idle RSS of child processes`, round(kids), 'MiB', m.starts[0]?.children.join('; ') || 'none'),
-    info(`${m.mode}: WebSocket handshake p50`, round(m.handshakeMs.p50 * 100) / 100, 'ms', `p90 ${round(m.handshakeMs.p90)} ms over ${m.handshakeMs.n}`),
+    info(`${m.mode}: WebSocket handshake p50`, Math.round(m.handshakeMs.p50 * 100) / 100, 'ms', `p90 ${round(m.handshakeMs.p90)} ms over ${m.handshakeMs.n}`),
   ];
 }
 
@@ -195,7 +195,6 @@ export const startup: Benchmark = {
     const handshakes = quick ? 20 : 200;
     const compiled = await measureStartup({ mode: 'compiled', starts, handshakes, log });
     const sources = await measureStartup({ mode: 'sources', starts, handshakes, log });
-    const ratio = (a: number, b: number) => round((a / b) * 100) / 100;
     const cStart = median(compiled.starts.map((s) => s.startMs));
     const sStart = median(sources.starts.map((s) => s.startMs));
     const cRss = median(compiled.starts.map((s) => s.rssKiB + s.childrenRssKiB));

@@ -18,7 +18,7 @@ import { syntheticContinuation } from './lib/continuation.js';
 import { promSample, scrapeMetrics } from './lib/prom.js';
 import { info, type Benchmark, type Figure } from './lib/report.js';
 import { startServerProcess } from './lib/server-process.js';
-import { round } from './lib/stats.js';
+import { ratio, round } from './lib/stats.js';
 
 interface Percentiles {
   n: number;
@@ -153,7 +153,6 @@ export const tail: Benchmark = {
     const threaded = steps[counts.length - 1];
     const inline = steps[counts.length];
     if (threaded && inline && largest > 0) {
-      const ratio = (a: number, b: number): number => round((a / b) * 100) / 100;
       figures.push(info(`snapshot p99 @ ${largest} streams, render thread / event loop`, ratio(threaded.roundTrip.p99, inline.roundTrip.p99), 'x'));
       figures.push(info(`snapshot p99.9 @ ${largest} streams, render thread / event loop`, ratio(threaded.roundTrip.p999, inline.roundTrip.p999), 'x'));
       figures.push(info(`handshake p99 @ ${largest} streams, render thread / event loop`, ratio(threaded.handshake.p99, inline.handshake.p99), 'x'));

@@ -41,6 +41,11 @@ export function summarize(samples: readonly number[]): Summary {
 }
 
 /** Rounds for reports: 1 decimal below 100, whole numbers above. */
+/** `a / b` to two decimals, for the "after / before" columns. */
+export function ratio(a: number, b: number): number {
+  return Math.round((a / b) * 100) / 100;
+}
+
 export function round(x: number): number {
   if (!Number.isFinite(x)) return x;
   return Math.abs(x) >= 100 ? Math.round(x) : Math.round(x * 10) / 10;
