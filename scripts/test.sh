@@ -3,7 +3,7 @@
 # the whole test suite (real sockets, real ffmpeg). `npm test` and .ci/run call this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-deps.sh chromium:chromium
+bash scripts/ensure-deps.sh chromium:chromium redis-server:redis-server
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 npx tsc -p web/tsconfig.json --noEmit

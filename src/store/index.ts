@@ -2,6 +2,8 @@
  * State that outlives one connection or is shared between replicas: continuation states,
  * and the counters behind access control. Each is an interface with an in-process
  * implementation; a Redis one fits the same interface and passes the same contract tests.
+ * The Redis ones live in ./redis.js, imported from there only, so a single-node server
+ * never loads the Redis client.
  */
 export {
   MemoryContinuationStore,

@@ -1,4 +1,4 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConcurrencyCounter, RateLimiter } from '../../src/store/index.js';
 
 /** A rate limiter under test and a way to move its time on. */
@@ -6,6 +6,8 @@ export interface RateLimiterFixture {
   limiter: RateLimiter;
   /** Moves the limiter's clock `ms` forward: a manual clock in process, a real wait for a server. */
   advance(ms: number): Promise<void>;
+  /** Cleans up after a test (a connection); optional. */
+  dispose?(): Promise<void>;
 }
 
 /**
@@ -16,6 +18,9 @@ export function rateLimiterContract(name: string, makeLimiter: () => RateLimiter
   describe(`RateLimiter contract: ${name}`, () => {
     let fixture: RateLimiterFixture;
     let limiter: RateLimiter;
+    afterEach(async () => {
+      await fixture.dispose?.();
+    });
     beforeEach(async () => {
       fixture = await makeLimiter();
       limiter = fixture.limiter;
