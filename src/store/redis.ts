@@ -1,6 +1,6 @@
 /**
- * The shared (Redis) implementations of the store seams: continuation states and rate
- * limits that every replica of a cluster sees alike. They pass the same contract suites
+ * The shared (Redis) implementations of the store seams: continuation states, rate
+ * limits and concurrency counts that every replica of a cluster sees alike. They pass the same contract suites
  * as the in-process ones (test/store/*.contract.ts), against a real redis-server.
  *
  * A Redis that is down or slow never stalls the caller: commands are not queued while
@@ -8,11 +8,13 @@
  * `commandTimeoutMs` with a `StoreUnavailableError` and the caller decides (a stream goes
  * on; an admission waits or is refused). The client reconnects by itself.
  */
+import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ContinuationState } from '../core/index.js';
 import type { ContinuationPutOptions, ContinuationStore } from './continuation-store.js';
+import type { ConcurrencyCounter } from './concurrency-counter.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { checkPerMinute, checkTtl } from './validate.js';
+import { checkLimit, checkPerMinute, checkTtl } from './validate.js';
 
 /** A store call that could not reach Redis (down, unreachable, or slower than its deadline). */
 export class StoreUnavailableError extends Error {
@@ -215,6 +217,104 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async close(): Promise<void> {
+    if (this.ownsClient) this.client.disconnect();
+  }
+}
+
+// Holds per key in one hash, a field per holder (a replica) with its count. A holder is
+// alive while its liveness key exists; a holder that died (no heartbeat for `leaseMs`)
+// has its holds dropped by the next call that looks, so they never block others for long.
+const SUM_LIVE = `
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local holder = fields[i]
+  if holder ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. holder) == 0 then
+    redis.call('HDEL', KEYS[1], holder)
+  else
+    total = total + tonumber(fields[i + 1])
+  end
+end
+`;
+const ACQUIRE = `
+redis.call('SET', ARGV[3] .. ARGV[2], '1', 'PX', ARGV[4])
+${SUM_LIVE}
+local limit = tonumber(ARGV[1])
+if limit > 0 and total >= limit then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+return 1
+`;
+const COUNT = `
+${SUM_LIVE}
+return total
+`;
+const RELEASE = `
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+export interface RedisConcurrencyCounterOptions extends RedisStoreOptions {
+  /** This process's name among the holders (default: random); unique per live process. */
+  holderId?: string;
+  /** How long this process's holds outlive its last heartbeat (default 10 s); heartbeats go every third of it. */
+  leaseMs?: number;
+}
+
+/**
+ * Counts shared by every replica (sessions per API key across the cluster). Each replica
+ * counts under its own holder id and keeps a liveness key alive; when a replica dies
+ * without releasing (kill -9), its holds stop counting `leaseMs` after its last heartbeat.
+ */
+export class RedisConcurrencyCounter implements ConcurrencyCounter {
+  private readonly prefix: string;
+  private readonly holderPrefix: string;
+  readonly holderId: string;
+  private readonly leaseMs: number;
+  private readonly ownsClient: boolean;
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(
+    private readonly client: Redis,
+    options: RedisConcurrencyCounterOptions = {},
+  ) {
+    const namespace = options.namespace ?? 'livegen:';
+    this.prefix = `${namespace}held:`;
+    this.holderPrefix = `${namespace}holder:`;
+    this.holderId = options.holderId ?? randomUUID();
+    this.leaseMs = options.leaseMs ?? 10_000;
+    if (!Number.isInteger(this.leaseMs) || this.leaseMs < 30) throw new RangeError(`leaseMs must be a whole number of ms >= 30, got ${String(options.leaseMs)}`);
+    this.ownsClient = options.ownsClient ?? true;
+    // A missed beat is harmless (the lease is three beats long); the next one renews it.
+    this.heartbeat = setInterval(() => {
+      if (this.client.status === 'ready') this.client.set(this.holderPrefix + this.holderId, '1', 'PX', this.leaseMs).catch(() => undefined);
+    }, Math.floor(this.leaseMs / 3));
+    this.heartbeat.unref();
+  }
+
+  async acquire(key: string, limit: number): Promise<boolean> {
+    checkLimit(limit);
+    const taken = await call(this.client, 'concurrency counter acquire', () =>
+      this.client.eval(ACQUIRE, 1, this.prefix + key, limit, this.holderId, this.holderPrefix, this.leaseMs),
+    );
+    return taken === 1;
+  }
+
+  async release(key: string): Promise<void> {
+    await call(this.client, 'concurrency counter release', () => this.client.eval(RELEASE, 1, this.prefix + key, this.holderId));
+  }
+
+  async count(key: string): Promise<number> {
+    const total = await call(this.client, 'concurrency counter count', () =>
+      this.client.eval(COUNT, 1, this.prefix + key, '', this.holderId, this.holderPrefix),
+    );
+    return Number(total);
+  }
+
+  /** Stops the heartbeat and ends this holder's lease: what it still holds stops counting. */
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    if (this.client.status === 'ready') await this.client.del(this.holderPrefix + this.holderId).catch(() => undefined);
     if (this.ownsClient) this.client.disconnect();
   }
 }

@@ -91,11 +91,17 @@ export function rateLimiterContract(name: string, makeLimiter: () => RateLimiter
 }
 
 /** What every ConcurrencyCounter promises. */
-export function concurrencyCounterContract(name: string, makeCounter: () => ConcurrencyCounter | Promise<ConcurrencyCounter>): void {
+export function concurrencyCounterContract(
+  name: string,
+  makeCounter: () => (ConcurrencyCounter & { close?(): Promise<void> }) | Promise<ConcurrencyCounter & { close?(): Promise<void> }>,
+): void {
   describe(`ConcurrencyCounter contract: ${name}`, () => {
-    let counter: ConcurrencyCounter;
+    let counter: ConcurrencyCounter & { close?(): Promise<void> };
     beforeEach(async () => {
       counter = await makeCounter();
+    });
+    afterEach(async () => {
+      await counter.close?.();
     });
 
     it('counts zero for a key never acquired', async () => {

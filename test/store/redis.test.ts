@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisClient, RedisContinuationStore, RedisRateLimiter, StoreUnavailableError } from '../../src/store/redis.js';
+import { createRedisClient, RedisConcurrencyCounter, RedisContinuationStore, RedisRateLimiter, StoreUnavailableError } from '../../src/store/redis.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { continuationStoreContract } from './continuation-store.contract.js';
-import { rateLimiterContract } from './counters.contract.js';
+import { concurrencyCounterContract, rateLimiterContract } from './counters.contract.js';
 import { ManualClock } from './manual-clock.js';
 
 let redis: TestRedis;
@@ -31,7 +31,44 @@ rateLimiterContract('redis (caller clock)', () => {
   return { limiter, advance: async (ms) => clock.advance(ms), dispose: () => limiter.close() };
 });
 
+concurrencyCounterContract('redis', () => new RedisConcurrencyCounter(createRedisClient(redis.url), { namespace: namespace() }));
+
 describe('Redis stores', () => {
+  it('count holds of every replica against one limit, and drop a dead replica\'s holds after its lease', async () => {
+    const ns = namespace();
+    const clientA = createRedisClient(redis.url);
+    const a = new RedisConcurrencyCounter(clientA, { namespace: ns, leaseMs: 600 });
+    const b = new RedisConcurrencyCounter(createRedisClient(redis.url), { namespace: ns, leaseMs: 600 });
+    try {
+      expect(await a.acquire('key-1', 3)).toBe(true);
+      expect(await a.acquire('key-1', 3)).toBe(true);
+      expect(await b.acquire('key-1', 3)).toBe(true);
+      expect(await b.acquire('key-1', 3)).toBe(false);
+      expect(await a.count('key-1')).toBe(3);
+      // A heartbeat keeps A's holds counting past its lease...
+      await sleep(1000);
+      expect(await b.count('key-1')).toBe(3);
+      // ...until A dies without releasing (its connection gone, as with kill -9).
+      clientA.disconnect();
+      await sleep(900);
+      expect(await b.count('key-1')).toBe(1);
+      expect(await b.acquire('key-1', 3)).toBe(true);
+      expect(await b.acquire('key-1', 3)).toBe(true);
+      expect(await b.acquire('key-1', 3)).toBe(false);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('refuses a lease too short to renew', () => {
+    const client = createRedisClient(redis.url);
+    try {
+      expect(() => new RedisConcurrencyCounter(client, { leaseMs: 5 })).toThrow(/leaseMs/);
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('share one state between two replicas (two connections), and keep namespaces apart', async () => {
     const ns = namespace();
     const a = new RedisContinuationStore(createRedisClient(redis.url), { namespace: ns });
