@@ -80,6 +80,8 @@ export const SessionInitV2Schema = z.looseObject({
   single_clip_mode: z.boolean().default(false),
   stream_mode: z.enum(STREAM_MODES).default('av_fmp4'),
   continuation_state: ContinuationStateSchema.nullish(),
+  /** Additive: continue the story a `gpu_assigned.resume_token` named, from the state the server kept. */
+  resume_token: z.string().min(1).max(256).nullish(),
 });
 
 export const SegmentPromptSourceSchema = z.object({

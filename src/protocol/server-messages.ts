@@ -21,6 +21,8 @@ export const GpuAssignedSchema = z.object({
   gpu_id: z.number().int(),
   session_timeout: z.number(),
   model_id: z.string().optional(),
+  /** Additive: an unguessable token a later `session_init_v2.resume_token` continues this story with. */
+  resume_token: z.string().optional(),
 });
 
 export const Ltx2StreamStartSchema = z.object({

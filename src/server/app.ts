@@ -11,6 +11,8 @@ import { createSegmentEncoder, type SegmentEncoder } from '../media/index.js';
 import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker, type WorkerSlot } from '../pool/index.js';
 import { LocalAdmission, SessionManager, type Placement } from '../session/index.js';
 import { MemoryContinuationStore, type ContinuationStore } from '../store/index.js';
+import { ResumeTokens } from './resume-tokens.js';
+import { encodedSnapshot } from './snapshots.js';
 import { AccessControl, parseEnvApiKeys, type AccessRefusal } from './access.js';
 import type { ServeConfig } from './config.js';
 import { StreamEndpoint, STREAM_PATH } from './endpoint.js';
@@ -30,6 +32,8 @@ export { STREAM_PATH };
 export interface ServerOverrides {
   logger?: Logger;
   store?: ContinuationStore;
+  /** Where the states behind resume tokens are kept (default: in memory, apart from `store`). */
+  resumeStore?: ContinuationStore;
   extender?: PromptExtender;
   /** One generator per worker slot (in-process), instead of the configured ones. */
   generators?: Generator[];
@@ -63,8 +67,10 @@ export interface ServerSnapshot {
   tempBytes: number;
   /** The directory of this server's temp files. */
   tempDir: string;
-  /** Continuation states held. */
+  /** Continuation states held for running sessions. */
   storedStates: number;
+  /** States kept behind resume tokens (each expires `streaming.resume_ttl_seconds` after its last write). */
+  resumableStates: number;
   /** Client networks the connection rate limiter tracks (undefined when it is not in this process). */
   rateLimitKeys: number | undefined;
 }
@@ -236,6 +242,13 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
   };
   const admission = new LocalAdmission(placement, { maxQueue: config.streaming.max_queue, depthUpdateIntervalMs: config.streaming.queue_depth_update_ms });
   const store = overrides.store ?? new MemoryContinuationStore();
+  // Apart from the running sessions' store, whose size returns to zero when they end.
+  const resumeStore = overrides.resumeStore ?? new MemoryContinuationStore();
+  const resumes = new ResumeTokens(resumeStore, {
+    ttlMs: policy.resumeTtlMs,
+    maxBytes: limits.max_resume_bytes,
+    sizeOf: (state) => encodedSnapshot(state).length,
+  });
   const tempFiles = new TempFiles(overrides.tempDir ?? tmpdir(), limits.max_temp_bytes);
   const openingFrames = new OpeningFrameParser(openingFrameLimits(policy.frames));
 
@@ -244,6 +257,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     registry: manager,
     admission,
     store,
+    resumes,
     extender: overrides.extender ?? new RepeatLastPromptExtender(),
     openingFrames,
     tempFiles,
@@ -410,6 +424,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         tempBytes: tempFiles.bytes,
         tempDir: tempFiles.dir,
         storedStates: await store.size(),
+        resumableStates: await resumeStore.size(),
         rateLimitKeys: access.trackedAddresses,
       };
     },
@@ -423,6 +438,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       await renderer?.close();
       await openingFrames.close();
       await store.close();
+      await resumes.close();
       tempFiles.dispose();
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeAllConnections();

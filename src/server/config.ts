@@ -57,6 +57,11 @@ const LimitsSection = z
     http_request_timeout_seconds: z.number().positive().default(30),
     /** Initial-image bytes held in temp files at once, over all sessions. */
     max_temp_bytes: positiveInt.default(1024 * MiB),
+    /**
+     * Bytes of states kept behind resume tokens, over all of them (serialised size); past
+     * it the least recently written are dropped first, so ended sessions cannot pile up.
+     */
+    max_resume_bytes: positiveInt.default(256 * MiB),
   })
   .prefault({});
 
@@ -114,6 +119,12 @@ const StreamingSection = z
     reaper_interval_ms: positiveInt.default(1000),
     /** When set, an init naming another preset gets `preset_mismatch`. */
     preset: z.string().min(1).optional(),
+    /**
+     * How long the state behind a `gpu_assigned.resume_token` is kept after the session's
+     * last segment (or its end): a new session can continue the story with the token
+     * within it. 0 = no resume tokens.
+     */
+    resume_ttl_seconds: nonNegativeInt.default(600),
   })
   .prefault({});
 

@@ -120,6 +120,9 @@ export function refusalOf(
       message: `preset ${JSON.stringify(init.preset)} is not served here (server preset ${JSON.stringify(serverPreset)})`,
     };
   }
+  if (init.continuation_state && init.resume_token) {
+    return { code: ErrorCode.INVALID_MESSAGE, message: 'continuation_state and resume_token: send one or the other, not both' };
+  }
   const problem = init.continuation_state ? checkContinuation(init.continuation_state) : undefined;
   return problem ? { code: ErrorCode.INVALID_MESSAGE, message: problem } : undefined;
 }

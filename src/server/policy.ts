@@ -46,6 +46,8 @@ export interface SessionPolicy {
   frames: FrameLimits;
   /** How long a client that will not complete the close handshake keeps its TCP connection. */
   closeGraceMs: number;
+  /** Lifetime of a resume token's state after it was last written; 0 = no resume tokens. */
+  resumeTtlMs: number;
 }
 
 /** The opening frame may carry a 32 MiB image as base64 (4/3 larger) plus the other fields. */
@@ -61,6 +63,7 @@ export function sessionPolicyFrom(config: ServeConfig): SessionPolicy {
     queueTimeoutMs: streaming.queue_timeout_seconds * 1000,
     maxPendingRequests: streaming.max_pending_requests,
     preset: streaming.preset,
+    resumeTtlMs: streaming.resume_ttl_seconds * 1000,
     sampling: {
       width: s.width,
       height: s.height,

@@ -18,6 +18,7 @@ import type { InitImageFile } from './init-image.js';
 import { refusalOf, sessionFieldsOf, type OpeningFrame } from './opening-frame.js';
 import { runSegmentJob, type SegmentJob, type SegmentPorts } from './segment.js';
 import { jobFromRequest, SegmentScheduler } from './segment-scheduler.js';
+import type { ResumeClaim } from './resume-tokens.js';
 import type { SessionEventLog } from './session-log.js';
 import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
 import { encodedSnapshot, rememberSnapshot } from './snapshots.js';
@@ -36,9 +37,11 @@ class SessionEnded {
 /**
  * The story of one connection's session, top to bottom:
  *
- *   register → receive and check `session_init_v2` → apply it → admit (queue or bind) →
- *   `gpu_assigned`, `active`, `ltx2_stream_start` → serve segments until the cap, a
- *   timeout, the client leaving or a failure → end (the table in endings.ts) → clean up.
+ *   register → receive and check `session_init_v2` → apply it (its state: given, or
+ *   named by a resume token) → admit (queue or bind) → `gpu_assigned` (with this
+ *   session's resume token), `active`, `ltx2_stream_start` → serve segments until the
+ *   cap, a timeout, the client leaving or a failure → end (the table in endings.ts) →
+ *   clean up.
  *
  * Control frames (toggles, `snapshot_state`) are answered as they arrive, even while a
  * segment runs; segment requests wait in the scheduler's bounded queue.
@@ -59,6 +62,10 @@ export class SessionDriver implements SessionHandle {
   private initImage: InitImageFile | undefined;
   private eventLog: SessionEventLog | undefined;
   private ptsBaseMs = 0;
+  /** The token this session's states are kept under (`gpu_assigned.resume_token`). */
+  private resumeToken: string | undefined;
+  /** The token this session resumes from, until it is active (then the old token is gone). */
+  private resumeClaim: ResumeClaim | undefined;
   private readonly finished: Promise<void>;
 
   private constructor(
@@ -135,7 +142,7 @@ export class SessionDriver implements SessionHandle {
       const init = await this.receiveInit();
       await this.applyInit(init);
       const slot = await this.admit();
-      this.announceActive(slot);
+      await this.announceActive(slot);
       await this.serveSegments(slot);
     } catch (err) {
       if (!(err instanceof SessionEnded) && !this.lifetime.signal.aborted) {
@@ -195,7 +202,32 @@ export class SessionDriver implements SessionHandle {
       s.continuationState = state;
       await this.untilEnded(this.storeState(state));
     }
+    if (init.resume_token) {
+      const state = await this.untilEnded(this.claimResume(init.resume_token));
+      s.continuationState = state;
+      await this.untilEnded(this.storeState(state));
+    }
     this.connection.resumeReading('init');
+  }
+
+  /** The state a resume token names, claimed for this session; a token that names none ends the session. */
+  private async claimResume(token: string): Promise<ContinuationState> {
+    const { resumes, checkContinuation } = this.services;
+    const claim = resumes.enabled ? await resumes.claim(token, this.keyId) : undefined;
+    const problem = claim ? checkContinuation(claim.state) : undefined;
+    if (!claim || problem) {
+      claim?.abandon();
+      const message = !resumes.enabled
+        ? 'resume_token: this server keeps no states for resuming (streaming.resume_ttl_seconds is 0)'
+        : problem
+          ? `resume_token: the state it names cannot be continued here: ${problem}`
+          : 'resume_token is unknown, expired, in use by another session, or belongs to another API key';
+      this.end({ kind: 'rejected', code: ErrorCode.INVALID_MESSAGE, message, close: CloseCode.UNSUPPORTED_DATA });
+      throw new SessionEnded();
+    }
+    this.resumeClaim = claim;
+    this.log('resume', { by: 'resume_token' });
+    return claim.state;
   }
 
   /** 3. Bind a worker now, or wait in the FIFO queue with live positions. */
@@ -240,10 +272,24 @@ export class SessionDriver implements SessionHandle {
   }
 
   /** 4. Tell the client it is live. */
-  private announceActive(slot: WorkerSlot): void {
-    const { policy } = this.services;
+  private async announceActive(slot: WorkerSlot): Promise<void> {
+    const { policy, resumes } = this.services;
+    const s = this.session;
+    // A single clip offers no state to continue from, so it gets no token.
+    if (resumes.enabled && !s.singleClipMode) {
+      this.resumeToken = resumes.issue();
+      if (s.continuationState) await this.untilEnded(this.storeState(s.continuationState));
+    }
+    // Active under its own token now: the one it resumed from is used up.
+    await this.untilEnded(this.resumeClaim?.settle() ?? Promise.resolve());
+    this.resumeClaim = undefined;
     this.connection.send(
-      buildServerMessage('gpu_assigned', { gpu_id: slot.id, session_timeout: policy.sessionTimeoutSeconds, model_id: slot.generator.modelId }),
+      buildServerMessage('gpu_assigned', {
+        gpu_id: slot.id,
+        session_timeout: policy.sessionTimeoutSeconds,
+        model_id: slot.generator.modelId,
+        ...(this.resumeToken ? { resume_token: this.resumeToken } : {}),
+      }),
     );
     this.session.transition(SessionState.ACTIVE);
     const { width, height, fps, numFrames } = policy.sampling;
@@ -326,8 +372,10 @@ export class SessionDriver implements SessionHandle {
   }
 
   private async storeState(state: ContinuationState): Promise<void> {
+    const { store, resumes } = this.services;
+    const token = this.resumeToken;
     try {
-      await this.services.store.put(this.session.id, state);
+      await Promise.all([store.put(this.session.id, state), token ? resumes.save(token, this.keyId, state) : undefined]);
     } catch (err) {
       throw new StoreError(`continuation store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
@@ -521,6 +569,9 @@ export class SessionDriver implements SessionHandle {
       services.admission.release(this.slot);
       this.slot = undefined;
     }
+    // Ended before it was active: the token it resumed from works again.
+    this.resumeClaim?.abandon();
+    this.resumeClaim = undefined;
     await Promise.allSettled([services.store.delete(s.id), this.initImage?.remove()]);
     this.initImage = undefined;
     services.registry.close(s.id);

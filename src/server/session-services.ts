@@ -17,6 +17,7 @@ import type { ServerMetrics } from './metrics.js';
 import type { OpeningFrameParser } from './opening-frame.js';
 import type { SessionPolicy } from './policy.js';
 import type { PromptExtender } from './prompt-extender.js';
+import type { ResumeTokens } from './resume-tokens.js';
 import type { SessionEventLog } from './session-log.js';
 
 /** What the server asks of a running session: the reaper, shutdown and inspection. */
@@ -34,6 +35,8 @@ export interface SessionServices {
   registry: SessionRegistry<SessionHandle>;
   admission: AdmissionBackend<WorkerSlot>;
   store: ContinuationStore;
+  /** States kept behind `gpu_assigned.resume_token`, for a later session to continue from. */
+  resumes: ResumeTokens;
   extender: PromptExtender;
   openingFrames: OpeningFrameParser;
   tempFiles: TempFiles;

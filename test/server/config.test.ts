@@ -33,6 +33,7 @@ const DOCUMENTED_DEFAULTS = {
     queue_timeout_seconds: 120,
     max_pending_requests: 8,
     reaper_interval_ms: 1000,
+    resume_ttl_seconds: 600,
   },
   pool: { workers: 1 },
   generator: {
@@ -69,6 +70,7 @@ const DOCUMENTED_DEFAULTS = {
     http_headers_timeout_seconds: 10,
     http_request_timeout_seconds: 30,
     max_temp_bytes: 1024 * 1024 * 1024,
+    max_resume_bytes: 256 * 1024 * 1024,
   },
   auth: { api_keys: [], allowed_origins: [], protect_status: false, max_sessions_per_key: 0 },
 };

@@ -140,7 +140,7 @@ describe('after init', () => {
     await client.waitFor('ltx2_stream_start');
     expect(client.messages.slice(0, 3)).toEqual([
       { type: 'queue_status', position: 0, queue_depth: 0 },
-      { type: 'gpu_assigned', gpu_id: 0, session_timeout: 42, model_id: 'livegen/synthetic' },
+      { type: 'gpu_assigned', gpu_id: 0, session_timeout: 42, model_id: 'livegen/synthetic', resume_token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) },
       { type: 'ltx2_stream_start', preset: 'demo', width: 192, height: 112, fps: 24, num_frames: 24 },
     ]);
     client.close();
