@@ -13,13 +13,13 @@
  * loopback port; "listening" is the first successful `GET /healthz`, which both serve.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { BenchClient, sleep } from './lib/client.js';
+import { freePort, stopChild } from './lib/child.js';
+import { BenchClient, sleep, snapshotRoundTrips } from './lib/client.js';
 import { syntheticContinuation } from './lib/continuation.js';
 import { info, type Benchmark, type Figure } from './lib/report.js';
-import { ratio, round, summarize, type Summary } from './lib/stats.js';
+import { ratio, round, summarize, tailOf, type Summary, type Tail } from './lib/stats.js';
 import { descendants, handshake, vmRssKiB } from './startup.js';
 
 const BIN = fileURLToPath(new URL('../bin/livegen.js', import.meta.url));
@@ -36,18 +36,7 @@ interface Measured {
   startMs: number;
   rssMiB: number;
   handshakeMs: Summary;
-  snapshotMs: { p50: number; p99: number; p999: number; max: number; n: number };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
+  snapshotMs: Tail;
 }
 
 async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -63,21 +52,6 @@ async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number
     await sleep(5);
   }
   throw new Error(`no answer at ${url}/healthz within ${timeoutMs} ms`);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-function percentiles(samples: number[]): Measured['snapshotMs'] {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN);
-  return { n: sorted.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: round(sorted.at(-1) ?? Number.NaN) };
 }
 
 async function measure(target: Target, handshakes: number, pings: number, log: (line: string) => void): Promise<Measured> {
@@ -109,26 +83,14 @@ async function measure(target: Target, handshakes: number, pings: number, log: (
       const assigned = probe.next('gpu_assigned', 30_000);
       probe.send({ type: 'session_init_v2', client_id: 'bench-compare', continuation_state: target.state });
       await assigned;
-      const roundTrips: number[] = [];
-      for (let i = 0; i < 20; i++) {
-        const reply = probe.next('continuation_state_snapshot', 10_000);
-        probe.send({ type: 'snapshot_state' });
-        await reply;
-      }
-      for (let i = 0; i < pings; i++) {
-        const reply = probe.next('continuation_state_snapshot', 10_000);
-        const sent = performance.now();
-        probe.send({ type: 'snapshot_state' });
-        const { at } = await reply;
-        roundTrips.push(at - sent);
-        await sleep(2 + (i % 5));
-      }
+      await snapshotRoundTrips(probe, 20); // warm-up
+      const roundTrips = await snapshotRoundTrips(probe, pings);
       const m: Measured = {
         name: target.name,
         startMs: round(startMs),
         rssMiB: round(rssKiB / 1024),
         handshakeMs: summarize(handshakeSamples),
-        snapshotMs: percentiles(roundTrips),
+        snapshotMs: tailOf(roundTrips),
       };
       log(
         `  ${m.name}: listening after ${m.startMs} ms, idle RSS ${m.rssMiB} MiB; handshake p50 ${round(m.handshakeMs.p50)} / p99 ${round(m.handshakeMs.p99)} ms; ` +
@@ -139,7 +101,7 @@ async function measure(target: Target, handshakes: number, pings: number, log: (
       probe.terminate();
     }
   } finally {
-    await stop(child);
+    await stopChild(child);
   }
 }
 

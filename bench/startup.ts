@@ -14,6 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
+import { stopChild } from './lib/child.js';
 import { info, type Benchmark, type Figure } from './lib/report.js';
 import { median, ratio, round, summarize, type Summary } from './lib/stats.js';
 
@@ -120,15 +121,6 @@ function startServer(bin: string, mode: StartMode): Promise<Started> {
   });
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 /** One WebSocket handshake (upgrade request to `open`), then a close that is waited for. */
 export async function handshake(wsUrl: string): Promise<number> {
   const t0 = performance.now();
@@ -170,7 +162,7 @@ export async function measureStartup(options: { bin?: string; mode: StartMode; s
         for (let h = 0; h < options.handshakes; h++) handshakes.push(await handshake(wsUrl));
       }
     } finally {
-      await stopServer(child);
+      await stopChild(child);
     }
   }
   return { mode: options.mode, starts, handshakeMs: summarize(handshakes) };

@@ -13,35 +13,21 @@
  * the two comes from one run on one machine.
  */
 import { performance } from 'node:perf_hooks';
-import { BenchClient, sleep } from './lib/client.js';
+import { BenchClient, sleep, snapshotRoundTrips } from './lib/client.js';
 import { syntheticContinuation } from './lib/continuation.js';
 import { promSample, scrapeMetrics } from './lib/prom.js';
 import { info, type Benchmark, type Figure } from './lib/report.js';
 import { startServerProcess } from './lib/server-process.js';
-import { ratio, round } from './lib/stats.js';
-
-interface Percentiles {
-  n: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  max: number;
-}
+import { ratio, round, tailOf, type Tail } from './lib/stats.js';
 
 interface TailStep {
   streams: number;
-  roundTrip: Percentiles;
-  handshake: Percentiles;
-  toQueueStatus: Percentiles;
+  roundTrip: Tail;
+  handshake: Tail;
+  toQueueStatus: Tail;
   segmentsDuringRun: number;
   serverLoopLagP99Ms: number | undefined;
   serverLoopLagMaxMs: number | undefined;
-}
-
-function percentiles(samples: number[]): Percentiles {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN);
-  return { n: sorted.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: round(sorted.at(-1) ?? Number.NaN) };
 }
 
 async function measureStep(streams: number, pings: number, handshakes: number, renderThread = true): Promise<TailStep> {
@@ -77,16 +63,7 @@ async function measureStep(streams: number, pings: number, handshakes: number, r
     const roundTrips: number[] = [];
     const handshakeSamples: number[] = [];
     const toQueueStatus: number[] = [];
-    const pinging = (async () => {
-      for (let i = 0; i < pings; i++) {
-        const reply = probe.next('continuation_state_snapshot', 10_000);
-        const sent = performance.now();
-        probe.send({ type: 'snapshot_state' });
-        const { at } = await reply;
-        roundTrips.push(at - sent);
-        await sleep(2 + (i % 5));
-      }
-    })();
+    const pinging = snapshotRoundTrips(probe, pings).then((times) => roundTrips.push(...times));
     const connecting = (async () => {
       for (let i = 0; i < handshakes; i++) {
         const started = performance.now();
@@ -109,9 +86,9 @@ async function measureStep(streams: number, pings: number, handshakes: number, r
     };
     return {
       streams,
-      roundTrip: percentiles(roundTrips),
-      handshake: percentiles(handshakeSamples),
-      toQueueStatus: percentiles(toQueueStatus),
+      roundTrip: tailOf(roundTrips),
+      handshake: tailOf(handshakeSamples),
+      toQueueStatus: tailOf(toQueueStatus),
       segmentsDuringRun: segments,
       serverLoopLagP99Ms: lag('livegen_nodejs_eventloop_lag_p99_seconds'),
       serverLoopLagMaxMs: lag('livegen_nodejs_eventloop_lag_max_seconds'),

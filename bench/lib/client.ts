@@ -105,3 +105,20 @@ export async function inBatches<T>(items: readonly T[], limit: number, task: (it
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * `count` `snapshot_state` round trips of a session that holds a state, one at a time,
+ * 2-6 ms apart (a steady trickle, not a flood); the times in ms.
+ */
+export async function snapshotRoundTrips(probe: BenchClient, count: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const reply = probe.next('continuation_state_snapshot', 10_000);
+    const sent = performance.now();
+    probe.send({ type: 'snapshot_state' });
+    const { at } = await reply;
+    out.push(at - sent);
+    await sleep(2 + (i % 5));
+  }
+  return out;
+}

@@ -40,12 +40,27 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
-/** Rounds for reports: 1 decimal below 100, whole numbers above. */
 /** `a / b` to two decimals, for the "after / before" columns. */
 export function ratio(a: number, b: number): number {
   return Math.round((a / b) * 100) / 100;
 }
 
+/** Tail percentiles of latency samples (nearest rank), rounded for reports. */
+export interface Tail {
+  n: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+export function tailOf(samples: readonly number[]): Tail {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN);
+  return { n: sorted.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: round(sorted.at(-1) ?? Number.NaN) };
+}
+
+/** Rounds for reports: 1 decimal below 100, whole numbers above. */
 export function round(x: number): number {
   if (!Number.isFinite(x)) return x;
   return Math.abs(x) >= 100 ? Math.round(x) : Math.round(x * 10) / 10;

@@ -98,10 +98,10 @@ export class ThreadedSyntheticGenerator implements Generator {
   /** Whether `close()` stops the thread: only one this generator made for itself. */
   private readonly ownsRenderer: boolean;
 
-  /** Renders on `shared` when given (its options are used), else on a thread of its own. */
-  constructor(options: SyntheticGeneratorOptions = {}, shared?: SyntheticRenderThread) {
-    this.renderer = shared ?? new SyntheticRenderThread(options);
-    this.ownsRenderer = shared === undefined;
+  /** Renders on a shared render thread (with its options), or on a thread of its own made from `options`. */
+  constructor(from: SyntheticGeneratorOptions | SyntheticRenderThread = {}) {
+    this.ownsRenderer = !(from instanceof SyntheticRenderThread);
+    this.renderer = from instanceof SyntheticRenderThread ? from : new SyntheticRenderThread(from);
     this.local = new SyntheticGenerator(this.renderer.options);
   }
 

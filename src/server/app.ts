@@ -115,9 +115,8 @@ function syntheticOptions(config: ServeConfig): SyntheticGeneratorOptions {
 
 /** In-process synthetic workers; threaded ones share `renderer`, one render thread for the pool. */
 function buildInProcessWorkers(config: ServeConfig, renderer: SyntheticRenderThread | undefined): PoolWorker[] {
-  const options = syntheticOptions(config);
   return gpuIds(config).map(
-    (id) => new InProcessWorker(id, renderer ? new ThreadedSyntheticGenerator(options, renderer) : new SyntheticGenerator(options)),
+    (id) => new InProcessWorker(id, renderer ? new ThreadedSyntheticGenerator(renderer) : new SyntheticGenerator(syntheticOptions(config))),
   );
 }
 

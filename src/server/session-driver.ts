@@ -196,14 +196,15 @@ export class SessionDriver implements SessionHandle {
       has_continuation_state: Boolean(init.continuation_state),
     });
     if (image) this.initImage = await this.untilEnded(this.services.tempFiles.writeImage(image.bytes, image.mime));
+    // The story goes on from the state the init carries, or the one its resume token names (never both).
+    let state: ContinuationState | undefined;
     if (init.continuation_state) {
-      const state: ContinuationState = { kind: init.continuation_state.kind, payload: init.continuation_state.payload };
+      state = { kind: init.continuation_state.kind, payload: init.continuation_state.payload };
       if (snapshot) rememberSnapshot(state, snapshot);
-      s.continuationState = state;
-      await this.untilEnded(this.storeState(state));
+    } else if (init.resume_token) {
+      state = await this.untilEnded(this.claimResume(init.resume_token));
     }
-    if (init.resume_token) {
-      const state = await this.untilEnded(this.claimResume(init.resume_token));
+    if (state) {
       s.continuationState = state;
       await this.untilEnded(this.storeState(state));
     }
@@ -278,7 +279,7 @@ export class SessionDriver implements SessionHandle {
     // A single clip offers no state to continue from, so it gets no token.
     if (resumes.enabled && !s.singleClipMode) {
       this.resumeToken = resumes.issue();
-      if (s.continuationState) await this.untilEnded(this.storeState(s.continuationState));
+      if (s.continuationState) await this.untilEnded(this.storeState(s.continuationState, true));
     }
     // Active under its own token now: the one it resumed from is used up.
     await this.untilEnded(this.resumeClaim?.settle() ?? Promise.resolve());
@@ -371,11 +372,15 @@ export class SessionDriver implements SessionHandle {
     };
   }
 
-  private async storeState(state: ContinuationState): Promise<void> {
+  /**
+   * Stores the session's state: for `snapshot_state` under the session id (unless
+   * `resumableOnly`: it is there already) and, once the session has a token, under it.
+   */
+  private async storeState(state: ContinuationState, resumableOnly = false): Promise<void> {
     const { store, resumes } = this.services;
     const token = this.resumeToken;
     try {
-      await Promise.all([store.put(this.session.id, state), token ? resumes.save(token, this.keyId, state) : undefined]);
+      await Promise.all([resumableOnly ? undefined : store.put(this.session.id, state), token ? resumes.save(token, this.keyId, state) : undefined]);
     } catch (err) {
       throw new StoreError(`continuation store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -84,9 +84,9 @@ describe('ThreadedSyntheticGenerator', () => {
     const options = { pace: 'fast' as const, stepMs: 0, audio: { sampleRate: 48000, channels: 1 } };
     const shared = new SyntheticRenderThread(options);
     try {
-      const a = new ThreadedSyntheticGenerator({}, shared);
-      const b = new ThreadedSyntheticGenerator({}, shared);
-      // The shared thread's options decide (audio on), whatever a generator was given.
+      const a = new ThreadedSyntheticGenerator(shared);
+      const b = new ThreadedSyntheticGenerator(shared);
+      // The shared thread's options decide (audio on).
       expect(a.audio).toEqual({ sampleRate: 48000, channels: 1 });
       const expected = await collect(new SyntheticGenerator(options).generate(REQUEST, new AbortController().signal));
       const other = { ...REQUEST, prompt: 'a second fox' };

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../support/net.js';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,18 +105,6 @@ async function expectExit(run: Run): Promise<{ code: number | null; stderr: stri
   if (outcome.kind === 'listening') throw new Error(`expected the server to refuse to start, but it listens on ${outcome.url}`);
   if (outcome.kind === 'timeout') throw new Error(`process neither exited nor listened within ${START_TIMEOUT_MS} ms`);
   return { code: outcome.code, stderr: run.stderr() };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 function writeConfig(name: string, text: string): string {

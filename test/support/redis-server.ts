@@ -5,7 +5,7 @@
  * (scripts/test.sh installs it as root).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from './net.js';
 
 export interface TestRedis {
   url: string;
@@ -16,17 +16,6 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port after a stop or kill. */
   start(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function launch(port: number): Promise<ChildProcess> {
