@@ -83,7 +83,7 @@ function whenReady(client: Redis, waitMs: number): Promise<void> {
 }
 
 /** Runs one Redis call, turning a connection or timeout failure into a StoreUnavailableError. */
-async function call<T>(client: Redis, what: string, run: () => Promise<T>): Promise<T> {
+export async function call<T>(client: Redis, what: string, run: () => Promise<T>): Promise<T> {
   try {
     await whenReady(client, client.options.commandTimeout ?? 2000);
     return await run();

@@ -1,0 +1,272 @@
+/**
+ * `livegen router`: the public face of a cluster. It serves `/v1/stream` (each client's
+ * socket stays here while an upstream socket goes to the granted replica), the player
+ * page, `/health`, `/healthz`, `/readyz`, `/status` (the cluster) and `/metrics`. It keeps
+ * no state but its open sockets: the queue, the replicas and the sessions' states are in
+ * Redis, so several routers run side by side behind any TCP load balancer.
+ */
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { AccessControl, parseEnvApiKeys } from '../server/access.js';
+import { packageVersion } from '../server/app.js';
+import type { ServeConfig } from '../server/config.js';
+import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom } from '../server/policy.js';
+import { sendJson } from '../server/routes.js';
+import { serveStatic } from '../server/static-files.js';
+import { refuseUpgrade } from '../server/upgrade.js';
+import { createRedisClient, RedisConcurrencyCounter } from '../store/redis.js';
+import { ClusterPlacement } from './placement.js';
+import { RedisAdmission } from './redis-admission.js';
+import { clusterId, clusterKeys } from './replica.js';
+import { RedisReplicaRegistry, type ReplicaRecord } from './replicas.js';
+import { RoutedSession } from './routed-session.js';
+import { RouterMetrics } from './router-metrics.js';
+
+export interface LivegenRouter {
+  readonly id: string;
+  readonly logger: Logger;
+  listen(): Promise<string>;
+  readonly url: string;
+  /** Stops taking connections, closes every client (1001) and leaves the cluster. */
+  close(): Promise<void>;
+}
+
+export interface RouterOverrides {
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  webRoot?: string;
+}
+
+const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
+
+export function createRouter(config: ServeConfig, overrides: RouterOverrides = {}): LivegenRouter {
+  const cluster = config.cluster;
+  if (!cluster) throw new Error('livegen router needs a cluster section (cluster.redis_url)');
+  const env = overrides.env ?? process.env;
+  const logger = overrides.logger ?? pino({ level: config.logging.level, name: 'livegen-router' });
+  const policy = sessionPolicyFrom(config);
+  const id = clusterId(cluster);
+  const { namespace, channel, presencePrefix } = clusterKeys(cluster);
+  const client = createRedisClient(cluster.redis_url);
+  const registry = new RedisReplicaRegistry(client, namespace);
+  const placement = new ClusterPlacement(client, { namespace, routerId: id, presencePrefix, channel });
+  const admission = new RedisAdmission(client, placement, {
+    namespace,
+    ownerId: id,
+    maxQueue: config.streaming.max_queue,
+    depthUpdateIntervalMs: config.streaming.queue_depth_update_ms,
+    presenceTtlMs: cluster.presence_ttl_ms,
+    heartbeatMs: cluster.heartbeat_ms,
+  });
+  // One count of sessions over every router (queued and streaming), held under this router's presence.
+  const sessionCount = new RedisConcurrencyCounter(client, { namespace, holderId: id, leaseMs: cluster.presence_ttl_ms, ownsClient: false });
+  const access = new AccessControl(config, { apiKeys: parseEnvApiKeys(env.LIVEGEN_API_KEYS) });
+  const sessions = new Set<RoutedSession>();
+  let replicas: ReplicaRecord[] = [];
+  let redisUp = false;
+  let shuttingDown = false;
+
+  const metrics = new RouterMetrics({ sessions: () => sessions.size, queueDepth: () => admission.queueDepth, replicas: () => replicas.length });
+  const { limits } = config;
+  const services = {
+    routerId: id,
+    admission,
+    placement,
+    registry,
+    takeSessionPlace: () => sessionCount.acquire('sessions', config.streaming.max_sessions),
+    releaseSessionPlace: () => void sessionCount.release('sessions').catch(() => undefined),
+    metrics,
+    logger,
+    secret: env.LIVEGEN_CLUSTER_SECRET || undefined,
+    initTimeoutMs: policy.initTimeoutSeconds * 1000,
+    queueTimeoutMs: policy.queueTimeoutMs,
+    highWaterBytes: limits.send_high_water_bytes,
+    lowWaterBytes: limits.send_low_water_bytes,
+    maxFrameBytes: MAX_INIT_FRAME_BYTES,
+  };
+
+  // The cluster as this router sees it; a session whose replica vanished from it moves on.
+  const watch = setInterval(() => {
+    registry.list().then(
+      (list) => {
+        replicas = list;
+        redisUp = true;
+        const alive = new Set(list.map((r) => r.id));
+        for (const session of sessions) if (session.replica !== undefined && !alive.has(session.replica)) session.dropUpstream();
+      },
+      () => {
+        redisUp = false;
+      },
+    );
+  }, cluster.heartbeat_ms);
+  watch.unref();
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_INIT_FRAME_BYTES, perMessageDeflate: false });
+  const heartbeatMs = limits.heartbeat_interval_seconds * 1000;
+  const alive = new WeakMap<WebSocket, boolean>();
+  const pings =
+    heartbeatMs > 0
+      ? setInterval(() => {
+          for (const ws of wss.clients) {
+            if (alive.get(ws) === false) {
+              ws.terminate();
+              continue;
+            }
+            alive.set(ws, false);
+            ws.ping();
+          }
+        }, heartbeatMs)
+      : undefined;
+  pings?.unref();
+
+  const status = () => {
+    const now = Date.now();
+    return {
+      service: 'livegen-router',
+      router_id: id,
+      version: packageVersion(),
+      redis: redisUp ? 'up' : 'down',
+      sessions: sessions.size,
+      queue_size: admission.queueDepth,
+      total_gpus: replicas.reduce((n, r) => n + r.workers, 0),
+      available_gpus: replicas.filter((r) => !r.draining).reduce((n, r) => n + r.available, 0),
+      replicas: replicas.map((r) => ({
+        id: r.id,
+        url: r.url,
+        model_id: r.model_id,
+        preset: r.preset,
+        workers: r.workers,
+        ready: r.ready,
+        available: r.available,
+        sessions: r.sessions,
+        queue: r.queue,
+        draining: r.draining,
+        version: r.version,
+        heartbeat_age_ms: Math.max(0, now - r.beat_at),
+        routed_here: [...sessions].filter((s) => s.replica === r.id).length,
+      })),
+    };
+  };
+
+  const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>([
+    ['/health', (_req, res) => sendJson(res, 200, { status: 'ok', service: 'livegen-router', sessions: sessions.size, stream_mode: config.streaming.stream_mode, ts: new Date().toISOString() })],
+    ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', service: 'livegen-router', ts: new Date().toISOString() })],
+    [
+      '/readyz',
+      (_req, res) => {
+        const ready = redisUp && !shuttingDown && replicas.some((r) => !r.draining && r.ready > 0);
+        const s = status();
+        sendJson(res, ready ? 200 : 503, {
+          status: ready ? 'ready' : 'warming',
+          service: 'livegen-router',
+          ready_gpu_workers: replicas.reduce((n, r) => n + r.ready, 0),
+          total_gpus: s.total_gpus,
+          available_gpus: s.available_gpus,
+          queue_size: s.queue_size,
+          redis: s.redis,
+          ts: new Date().toISOString(),
+        });
+      },
+    ],
+    ['/status', (_req, res) => sendJson(res, 200, status())],
+    [
+      '/metrics',
+      async (_req, res) => {
+        const text = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+      },
+    ],
+  ]);
+  const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
+
+  const http: Server = createServer(
+    { headersTimeout: limits.http_headers_timeout_seconds * 1000, requestTimeout: limits.http_request_timeout_seconds * 1000 },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
+      if (PROTECTED_ROUTES.has(path)) {
+        const decision = access.checkStatusRoute(req);
+        if (!decision.ok) {
+          if (decision.refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
+          return sendJson(res, decision.refusal.status, { error: STATUS_CODES[decision.refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: decision.refusal.reason });
+        }
+      }
+      const route = routes.get(path);
+      const answer = route
+        ? Promise.resolve(route(req, res))
+        : serveStatic(webRoot, path, res).then((served) => {
+            if (!served) sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
+          });
+      answer.catch((err: unknown) => {
+        logger.error({ err, path }, 'route failed');
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
+      });
+    },
+  );
+  http.maxConnections = limits.max_connections;
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/v1/stream') return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}`);
+    if (shuttingDown) return refuseUpgrade(socket, 503, 'router is shutting down');
+    access.checkUpgrade(req).then(
+      (decision) => {
+        if (socket.destroyed) return;
+        if (!decision.ok) {
+          const headers: Record<string, string> = decision.refusal.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {};
+          return refuseUpgrade(socket, decision.refusal.status, decision.refusal.reason, headers);
+        }
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          alive.set(ws, true);
+          ws.on('pong', () => alive.set(ws, true));
+          const session = new RoutedSession(services, ws, req);
+          sessions.add(session);
+          ws.once('close', () => sessions.delete(session));
+        });
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'access check failed');
+        refuseUpgrade(socket, 503, 'access control is unavailable; retry later');
+      },
+    );
+  });
+
+  let baseUrl = '';
+  return {
+    id,
+    logger,
+    get url() {
+      return baseUrl;
+    },
+    listen() {
+      return new Promise<string>((resolve, reject) => {
+        http.once('error', reject);
+        http.listen(config.server.port, config.server.host, () => {
+          http.off('error', reject);
+          const address = http.address() as AddressInfo;
+          const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          baseUrl = `http://${host}:${address.port}`;
+          resolve(baseUrl);
+        });
+      });
+    },
+    async close() {
+      shuttingDown = true;
+      clearInterval(watch);
+      if (pings) clearInterval(pings);
+      for (const ws of wss.clients) ws.close(1001, 'router shutting down');
+      admission.close();
+      await sessionCount.close();
+      wss.close();
+      await client.quit().catch(() => client.disconnect());
+      const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeAllConnections();
+      await closed;
+    },
+  };
+}
