@@ -102,6 +102,22 @@ export const ErrorMessageSchema = z.object({
   retryable: z.boolean().default(false),
 });
 
+/**
+ * Additive (cluster): the session moved to another replica on the same socket (its
+ * replica died, or is draining). The segment that was running is generated again from
+ * `segment_idx`; a client drops that segment's partial media. `resume_token` replaces
+ * the one `gpu_assigned` gave.
+ */
+export const SessionMigratedSchema = z.object({
+  type: z.literal('session_migrated'),
+  from_replica: z.string(),
+  to_replica: z.string(),
+  gpu_id: z.number().int(),
+  segment_idx: nonNegativeInt,
+  reason: z.enum(['replica_lost', 'replica_draining']),
+  resume_token: z.string().optional(),
+});
+
 export const ServerMessageSchema = z.discriminatedUnion('type', [
   QueueStatusSchema,
   GpuAssignedSchema,
@@ -115,6 +131,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   SessionTimeoutSchema,
   ContinuationStateSnapshotSchema,
   ErrorMessageSchema,
+  SessionMigratedSchema,
 ]);
 
 export type ServerMessage = z.infer<typeof ServerMessageSchema>;
@@ -132,6 +149,7 @@ export type Ltx2StreamComplete = z.infer<typeof Ltx2StreamCompleteSchema>;
 export type SessionTimeout = z.infer<typeof SessionTimeoutSchema>;
 export type ContinuationStateSnapshot = z.infer<typeof ContinuationStateSnapshotSchema>;
 export type ErrorMessage = z.infer<typeof ErrorMessageSchema>;
+export type SessionMigrated = z.infer<typeof SessionMigratedSchema>;
 export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;
 /** A message of one type as a builder takes it: defaults may be left out, `type` is implied. */
 export type ServerMessageFields<T extends ServerMessageType> = Omit<

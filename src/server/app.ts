@@ -11,7 +11,8 @@ import { createSegmentEncoder, type SegmentEncoder } from '../media/index.js';
 import { InProcessWorker, SupervisedWorker, WorkerPool, type PoolWorker, type WorkerSlot } from '../pool/index.js';
 import { LocalAdmission, SessionManager, type Placement } from '../session/index.js';
 import { MemoryContinuationStore, type ContinuationStore } from '../store/index.js';
-import { ResumeTokens } from './resume-tokens.js';
+import { ResumeTokens, type ClaimLock } from './resume-tokens.js';
+import type { ContinuedStory } from './session-driver.js';
 import { encodedSnapshot } from './snapshots.js';
 import { AccessControl, parseEnvApiKeys, type AccessRefusal } from './access.js';
 import type { ServeConfig } from './config.js';
@@ -27,6 +28,38 @@ import { SessionEventLog } from './session-log.js';
 import { serveStatic } from './static-files.js';
 
 export { STREAM_PATH };
+
+/** What a replica announces to its cluster on every beat (besides its id and URL). */
+export interface ReplicaDescription {
+  model_id: string;
+  preset: string | null;
+  workers: number;
+  ready: number;
+  available: number;
+  sessions: number;
+  queue: number;
+  draining: boolean;
+  version: string;
+}
+
+/**
+ * A replica's part in a cluster (src/cluster/replica.ts builds it from the `cluster`
+ * section): where resume states and claims live, its announcements, and the trust it
+ * gives a router's continued-story headers.
+ */
+export interface ClusterMembership {
+  readonly id: string;
+  readonly resumeStore: ContinuationStore;
+  readonly claims: ClaimLock;
+  /** Starts announcing; `listenUrl` is where this server listens (the default advertised URL). */
+  start(describe: (url: string) => ReplicaDescription, listenUrl: string): void;
+  /** Workers changed: announce soon. */
+  nudge(): void;
+  /** Announce draining at once: routers place nothing here any more. */
+  drain(): Promise<void>;
+  continuedStory(req: IncomingMessage): ContinuedStory | undefined;
+  close(): Promise<void>;
+}
 
 /** Parts a caller (tests, embedding) may supply instead of the config-built defaults. */
 export interface ServerOverrides {
@@ -47,6 +80,8 @@ export interface ServerOverrides {
   envApiKeys?: string;
   /** Told of every segment encoder the server starts (operations and leak checks). */
   onEncoder?: (encoder: SegmentEncoder) => void;
+  /** Membership in a cluster (from the `cluster` section; see `joinCluster`). */
+  cluster?: ClusterMembership;
 }
 
 /** What operations and tests can see of a running server, without reaching into its parts. */
@@ -96,6 +131,19 @@ export interface LivegenServer {
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
 /** The synthetic worker program: its source, or its compiled form in dist/workers/ (scripts/build.ts). */
 const SYNTHETIC_WORKER = fileURLToPath(new URL(FROM_SOURCES ? '../../workers/synthetic/main.ts' : '../workers/synthetic/main.js', import.meta.url));
+let version: string | undefined;
+/** This package's version (read once). */
+export function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+    } catch {
+      version = 'unknown';
+    }
+  }
+  return version;
+}
+
 /** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
 const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
 
@@ -234,16 +282,24 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
         ? buildProcessWorkers(config, logger, (id) => metrics.workerRestarted(id))
         : buildInProcessWorkers(config, renderer));
   const pool = new WorkerPool(workers);
+  const cluster = overrides.cluster;
   const placement: Placement<WorkerSlot> = {
-    tryPlace: (sessionId) => pool.tryAcquire(sessionId),
+    tryPlace: (sessionId) => {
+      const slot = pool.tryAcquire(sessionId);
+      if (slot) cluster?.nudge();
+      return slot;
+    },
     release: (slot) => pool.release(slot),
     onCapacity: (listener) => pool.onWorkerFree(listener),
   };
+  if (cluster) pool.onWorkerFree(() => cluster.nudge());
   const admission = new LocalAdmission(placement, { maxQueue: config.streaming.max_queue, depthUpdateIntervalMs: config.streaming.queue_depth_update_ms });
   const store = overrides.store ?? new MemoryContinuationStore();
   // Apart from the running sessions' store, whose size returns to zero when they end.
-  const resumeStore = overrides.resumeStore ?? new MemoryContinuationStore();
+  // In a cluster they live in Redis, so a session can move to (or resume on) another replica.
+  const resumeStore = overrides.resumeStore ?? cluster?.resumeStore ?? new MemoryContinuationStore();
   const resumes = new ResumeTokens(resumeStore, {
+    claims: cluster?.claims,
     ttlMs: policy.resumeTtlMs,
     maxBytes: limits.max_resume_bytes,
     sizeOf: (state) => encodedSnapshot(state).length,
@@ -325,6 +381,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     initBytesInFlight: limits.init_bytes_in_flight,
     maxFrameBytes: MAX_INIT_FRAME_BYTES,
     isShuttingDown: () => shuttingDown,
+    continuedStory: cluster ? (req) => cluster.continuedStory(req) : undefined,
   });
 
   const status = (): ServerStatus => ({
@@ -407,6 +464,20 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
           const address = http.address() as AddressInfo;
           const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           baseUrl = `http://${host}:${address.port}`;
+          cluster?.start(
+            () => ({
+              model_id: config.generator.model_id ?? workers[0]?.generator.modelId ?? 'livegen/synthetic',
+              preset: policy.preset ?? null,
+              workers: pool.total,
+              ready: pool.ready,
+              available: shuttingDown ? 0 : pool.available,
+              sessions: manager.registered,
+              queue: admission.queueDepth,
+              draining: shuttingDown,
+              version: packageVersion(),
+            }),
+            baseUrl,
+          );
           resolve(baseUrl);
         });
       });
@@ -430,6 +501,8 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     async close(graceMs = config.server.shutdown_grace_seconds * 1000) {
       shuttingDown = true;
       clearInterval(reaper);
+      // Routers stop placing here first; the sessions closing below (1001) move to other replicas.
+      await cluster?.drain().catch((err: unknown) => logger.warn({ err }, 'cannot announce draining'));
       await Promise.allSettled(manager.handles().map((driver) => driver.shutdown(graceMs)));
       endpoint.close();
       admission.close();
@@ -438,6 +511,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       await openingFrames.close();
       await store.close();
       await resumes.close();
+      await cluster?.close();
       tempFiles.dispose();
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeAllConnections();

@@ -197,6 +197,32 @@ const LoggingSection = z
   })
   .prefault({});
 
+const ClusterSection = z
+  .strictObject({
+    /** The Redis every router and replica of the cluster shares; env LIVEGEN_REDIS_URL overrides it (keep passwords there). */
+    redis_url: z.string().regex(/^rediss?:\/\/\S+$/, 'must look like redis://host:port or rediss://host:port'),
+    /** This process's name in the cluster (default: hostname-pid); unique per replica and per router. */
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores')
+      .optional(),
+    /** Base URL routers use to reach this replica (default: http://<host>:<port> it listens on). */
+    advertise_url: z
+      .string()
+      .regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL')
+      .optional(),
+    /** Prefix of every Redis key, so one Redis can hold several clusters. */
+    namespace: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores')
+      .default('livegen'),
+    /** How often a replica or router renews its presence in Redis. */
+    heartbeat_ms: positiveInt.min(100).default(1000),
+    /** A replica or router whose presence was not renewed this long is gone (its waiters and holds go with it). */
+    presence_ttl_ms: positiveInt.min(300).default(3000),
+  })
+  .optional();
+
 export const ServeConfigSchema = z
   .strictObject({
     server: ServerSection,
@@ -208,8 +234,13 @@ export const ServeConfigSchema = z
     logging: LoggingSection,
     limits: LimitsSection,
     auth: AuthSection,
+    cluster: ClusterSection,
   })
   .superRefine((config, ctx) => {
+    const cluster = config.cluster;
+    if (cluster && cluster.presence_ttl_ms < 2 * cluster.heartbeat_ms) {
+      ctx.addIssue({ code: 'custom', path: ['cluster', 'presence_ttl_ms'], message: `must be at least twice cluster.heartbeat_ms (${2 * cluster.heartbeat_ms})` });
+    }
     const limits = config.limits;
     if (limits.send_low_water_bytes >= limits.send_high_water_bytes) {
       ctx.addIssue({ code: 'custom', path: ['limits', 'send_low_water_bytes'], message: 'must be below limits.send_high_water_bytes' });
@@ -235,6 +266,7 @@ export const ServeConfigSchema = z
 export type ServeConfig = z.infer<typeof ServeConfigSchema>;
 export type ServeConfigInput = z.input<typeof ServeConfigSchema>;
 export type SamplingConfig = ServeConfig['default_request']['sampling'];
+export type ClusterConfig = NonNullable<ServeConfig['cluster']>;
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

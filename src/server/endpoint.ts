@@ -14,7 +14,7 @@ import { SessionRejected } from '../session/index.js';
 import type { AccessControl } from './access.js';
 import { ClientConnection } from './connection.js';
 import type { ServerMetrics } from './metrics.js';
-import { SessionDriver } from './session-driver.js';
+import { SessionDriver, type ContinuedStory } from './session-driver.js';
 import type { SessionServices } from './session-services.js';
 import { refuseUpgrade, remoteAddress, UpgradeSockets } from './upgrade.js';
 
@@ -33,6 +33,11 @@ export interface StreamEndpointOptions {
   /** Largest frame `ws` accepts before a connection's own (lower) limit applies: the opening frame's. */
   maxFrameBytes: number;
   isShuttingDown(): boolean;
+  /**
+   * Where a session a cluster router moves here picks up its story (segment index and
+   * media timeline), read from the upgrade request; undefined for ordinary clients.
+   */
+  continuedStory?: (req: IncomingMessage) => ContinuedStory | undefined;
 }
 
 /**
@@ -126,7 +131,7 @@ export class StreamEndpoint {
         }
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           this.upgrading.release(socket);
-          this.accept(ws, socket, decision.keyId).catch((err: unknown) => {
+          this.accept(ws, socket, decision.keyId, this.options.continuedStory?.(req)).catch((err: unknown) => {
             logger.error({ err }, 'cannot open a session');
             ws.terminate();
           });
@@ -147,7 +152,7 @@ export class StreamEndpoint {
     this.wss.close();
   }
 
-  private async accept(ws: WebSocket, socket: Duplex, keyId: string | undefined): Promise<void> {
+  private async accept(ws: WebSocket, socket: Duplex, keyId: string | undefined, story: ContinuedStory | undefined): Promise<void> {
     this.alive.set(ws, true);
     // A pong that does not echo our ping proves nothing: a client that reads nothing can send pongs.
     ws.on('pong', (data: Buffer) => {
@@ -179,7 +184,7 @@ export class StreamEndpoint {
       return;
     }
     try {
-      driver = SessionDriver.open(this.services, ws, keyId);
+      driver = SessionDriver.open(this.services, ws, keyId, story);
     } catch (err) {
       this.budget.release(ws);
       this.services.releaseKey(keyId);

@@ -26,6 +26,33 @@ export interface ResumeClaim {
   abandon(): void;
 }
 
+/**
+ * Who holds a token between its claim and its settling: one process (a Set), or the whole
+ * cluster (Redis), so two routers' sessions cannot both resume from one token.
+ */
+export interface ClaimLock {
+  /** Takes `key` for one claimant; false when another holds it. */
+  take(key: string): Promise<boolean>;
+  /** Gives `key` back (idempotent). */
+  give(key: string): Promise<void>;
+}
+
+/** Claims within this process. */
+export class LocalClaimLock implements ClaimLock {
+  private readonly held = new Set<string>();
+
+  take(key: string): Promise<boolean> {
+    if (this.held.has(key)) return Promise.resolve(false);
+    this.held.add(key);
+    return Promise.resolve(true);
+  }
+
+  give(key: string): Promise<void> {
+    this.held.delete(key);
+    return Promise.resolve();
+  }
+}
+
 export interface ResumeTokensOptions {
   /** How long a state is kept after its last write; 0 = no tokens. */
   ttlMs: number;
@@ -35,11 +62,13 @@ export interface ResumeTokensOptions {
   sizeOf(state: ContinuationState): number;
   /** Monotonic clock in ms (default performance.now). */
   now?: () => number;
+  /** Where claims are held (default: this process). */
+  claims?: ClaimLock;
 }
 
 export class ResumeTokens {
   /** Store keys claimed by a session that is not active yet. */
-  private readonly claimed = new Set<string>();
+  private readonly claims: ClaimLock;
   /** What is kept, least recently written first: bytes and when it expires. */
   private readonly held = new Map<string, { bytes: number; expiresAt: number }>();
   private heldBytes = 0;
@@ -52,6 +81,7 @@ export class ResumeTokens {
   ) {
     this.ttlMs = options.ttlMs;
     this.now = options.now ?? (() => performance.now());
+    this.claims = options.claims ?? new LocalClaimLock();
   }
 
   get enabled(): boolean {
@@ -93,24 +123,32 @@ export class ResumeTokens {
    */
   async claim(token: string, keyId: string | undefined): Promise<ResumeClaim | undefined> {
     const key = this.storeKey(token, keyId);
-    if (this.claimed.has(key)) return undefined;
-    const state = await this.store.get(key);
-    if (!state || this.claimed.has(key)) return undefined;
-    this.claimed.add(key);
+    if (!(await this.claims.take(key))) return undefined;
+    let state: ContinuationState | undefined;
+    try {
+      state = await this.store.get(key);
+    } catch (err) {
+      await this.claims.give(key).catch(() => undefined);
+      throw err;
+    }
+    if (!state) {
+      await this.claims.give(key);
+      return undefined;
+    }
     let open = true;
     return {
       state,
       settle: async () => {
         if (!open) return;
         open = false;
-        this.claimed.delete(key);
         this.forget(key);
         await this.store.delete(key);
+        await this.claims.give(key);
       },
       abandon: () => {
         if (!open) return;
         open = false;
-        this.claimed.delete(key);
+        this.claims.give(key).catch(() => undefined);
       },
     };
   }

@@ -29,6 +29,27 @@ import { StoreError, toWireError } from './wire-errors.js';
  * on purpose: thousands of sessions can end in one turn, and a stack trace apiece is
  * time the event loop does not have.
  */
+/** Where a session moved here from another replica picks up: its next segment index and media time. */
+export interface ContinuedStory {
+  segmentIdx: number;
+  ptsBaseMs: number;
+}
+
+/** Longest a segment's end waits for its state to reach the resume store (then it goes on; the save continues). */
+const RESUME_SAVE_WAIT_MS = 250;
+
+/** Resolves when `work` does or after `ms`, whichever is first. */
+function withinMs(work: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    void work.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 class SessionEnded {
   readonly name = 'SessionEnded';
   constructor(readonly reason = 'ended') {}
@@ -73,6 +94,7 @@ export class SessionDriver implements SessionHandle {
     private readonly ws: WebSocket,
     readonly session: Session,
     private readonly keyId: string | undefined,
+    private readonly story: ContinuedStory | undefined,
   ) {
     const { policy, connection } = services;
     this.connection = new ClientConnection(ws, connection.limits, connection.hooks);
@@ -97,9 +119,9 @@ export class SessionDriver implements SessionHandle {
    * `SessionRejected` when the server holds its maximum of connections waiting to
    * initialise; the caller refuses the connection.
    */
-  static open(services: SessionServices, ws: WebSocket, keyId: string | undefined): SessionDriver {
+  static open(services: SessionServices, ws: WebSocket, keyId: string | undefined, story?: ContinuedStory): SessionDriver {
     let driver: SessionDriver | undefined;
-    services.registry.create((session) => (driver = new SessionDriver(services, ws, session, keyId)));
+    services.registry.create((session) => (driver = new SessionDriver(services, ws, session, keyId, story)));
     if (!driver) throw new Error('the registry did not build the session driver');
     return driver;
   }
@@ -185,6 +207,11 @@ export class SessionDriver implements SessionHandle {
       throw new SessionEnded();
     }
     Object.assign(s, sessionFieldsOf(init));
+    // Moved here by a router: segment indices, the cap and media time go on from where they were.
+    if (this.story) {
+      s.segmentIdx = this.story.segmentIdx;
+      this.ptsBaseMs = this.story.ptsBaseMs;
+    }
     this.eventLog = this.services.openEventLog(s);
     this.log('init', {
       client_id: s.clientId,
@@ -379,8 +406,13 @@ export class SessionDriver implements SessionHandle {
   private async storeState(state: ContinuationState, resumableOnly = false): Promise<void> {
     const { store, resumes } = this.services;
     const token = this.resumeToken;
+    // The resume copy may live in a shared store (a cluster's Redis): its failure costs the
+    // token its newest state, never the stream, and it holds the segment's end briefly at most.
+    const saved = token
+      ? resumes.save(token, this.keyId, state).catch((err: unknown) => this.services.logger.warn({ session: this.session.id, err }, 'cannot keep the state for resuming'))
+      : undefined;
     try {
-      await Promise.all([resumableOnly ? undefined : store.put(this.session.id, state), token ? resumes.save(token, this.keyId, state) : undefined]);
+      await Promise.all([resumableOnly ? undefined : store.put(this.session.id, state), saved && withinMs(saved, RESUME_SAVE_WAIT_MS)]);
     } catch (err) {
       throw new StoreError(`continuation store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -61,7 +61,7 @@ describe('JSON Schema document', () => {
     expect(branchTypes(defs.ClientMessage).sort()).toEqual([...CLIENT_TYPES].sort());
   });
 
-  it('describes all 12 server message types', () => {
+  it('describes all 13 server message types', () => {
     const defs = protocolJsonSchema().$defs as Record<string, unknown>;
     expect(branchTypes(defs.ServerMessage).sort()).toEqual([...SERVER_TYPES].sort());
   });

@@ -12,7 +12,7 @@ export const CLIENT_TYPES = [
   'snapshot_state',
 ] as const;
 
-/** The 12 server → client types of PROTOCOL.md, written out by hand. */
+/** The 12 server → client types of PROTOCOL.md and livegen's additive `session_migrated` (cluster), written out by hand. */
 export const SERVER_TYPES = [
   'queue_status',
   'gpu_assigned',
@@ -26,6 +26,7 @@ export const SERVER_TYPES = [
   'session_timeout',
   'continuation_state_snapshot',
   'error',
+  'session_migrated',
 ] as const;
 
 /** A 1×1 transparent PNG. */

@@ -71,12 +71,17 @@ const SPEC: Record<ServerType, { required: Fields; defaults: Fields; optional: F
     defaults: { retryable: false },
     optional: {},
   },
+  session_migrated: {
+    required: { from_replica: 'r1', to_replica: 'r2', gpu_id: 0, segment_idx: 3, reason: 'replica_lost' },
+    defaults: {},
+    optional: { resume_token: 'tok' },
+  },
 };
 
 const WITH_OPTIONAL = SERVER_TYPES.filter((t) => Object.keys(SPEC[t].optional).length > 0);
 
 describe('server message types', () => {
-  it('SERVER_MESSAGE_TYPES lists exactly the 12 server types of PROTOCOL.md', () => {
+  it('SERVER_MESSAGE_TYPES lists exactly the 12 server types of PROTOCOL.md and session_migrated', () => {
     expect([...SERVER_MESSAGE_TYPES].sort()).toEqual([...SERVER_TYPES].sort());
   });
 });
@@ -296,6 +301,14 @@ const FIELD_ARBS: Record<ServerType, fc.Arbitrary<Fields>> = {
     code: fc.constantFrom(...Object.values(ErrorCode)),
     message: str,
     retryable: maybe(fc.boolean()),
+  }),
+  session_migrated: fc.record({
+    from_replica: str,
+    to_replica: str,
+    gpu_id: fc.integer({ min: 0, max: 64 }),
+    segment_idx: nat,
+    reason: fc.constantFrom('replica_lost', 'replica_draining'),
+    resume_token: maybe(str),
   }),
 };
 
