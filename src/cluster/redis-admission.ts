@@ -18,8 +18,8 @@
  *   A poll every `pollMs` covers a lost message.
  * - **Redis restarted empty.** A waiter whose ticket vanished without being granted is
  *   queued again (behind the others, in its old order among this owner's waiters).
- * - **Redis down.** Waiters keep waiting (their timeout still runs); an admit that cannot
- *   reach Redis rejects with `StoreUnavailableError`.
+ * - **Redis down.** Waiters keep waiting, and so does a new ticket until Redis is back; the
+ *   ticket's timeout and signal still run, so the wait ends with `AdmissionTimeout` at most.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -118,6 +118,8 @@ return {removed, redis.call('ZCARD', KEYS[1])}
 `;
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How soon an enqueue that could not reach Redis is tried again. */
+const ENQUEUE_RETRY_MS = 250;
 
 /** Whether a waiter has settled; read after awaits, where its stage may have changed meanwhile. */
 function left(waiter: { stage: Stage }): boolean {
@@ -296,9 +298,16 @@ export class RedisAdmission<L> implements AdmissionBackend<L> {
         if (rank === 0) void this.placeHead(waiter, depth);
         else this.markQueued(waiter, rank, depth);
       },
-      (err: unknown) => {
-        this.pendingEnqueue.delete(waiter);
-        waiter.refuse(err);
+      () => {
+        // Redis unreachable: the ticket waits for it (its timeout and signal still run).
+        if (waiter.stage === 'done' || this.closed) {
+          this.pendingEnqueue.delete(waiter);
+          return;
+        }
+        setTimeout(() => {
+          if (waiter.stage === 'done' || this.closed) this.pendingEnqueue.delete(waiter);
+          else this.enqueue(waiter);
+        }, ENQUEUE_RETRY_MS).unref();
       },
     );
   }

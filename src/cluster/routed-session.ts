@@ -29,8 +29,8 @@ export interface RoutedSessionServices {
   admission: RedisAdmission<ReplicaLease>;
   placement: ClusterPlacement;
   registry: ReplicaRegistry;
-  /** Takes one of the cluster's session places; false when it holds `max_sessions`. */
-  takeSessionPlace(): Promise<boolean>;
+  /** Takes one of the cluster's session places; false when it holds `max_sessions` (waits while Redis is unreachable). */
+  takeSessionPlace(signal: AbortSignal): Promise<boolean>;
   releaseSessionPlace(): void;
   metrics: RouterMetrics;
   logger: Logger;
@@ -120,7 +120,18 @@ export class RoutedSession {
       const text = await this.receiveInit();
       if (text === undefined) return;
       if (!(await this.checkPreset())) return;
-      if (!(await this.services.takeSessionPlace())) {
+      let place: boolean;
+      try {
+        place = await this.services.takeSessionPlace(this.lifetime.signal);
+      } catch (err) {
+        if (this.ended) return;
+        return this.refuse(ErrorCode.GPU_UNAVAILABLE, `the cluster is unavailable: ${(err as Error).message}`, CloseCode.TRY_AGAIN_LATER, true);
+      }
+      if (this.ended) {
+        if (place) this.services.releaseSessionPlace();
+        return;
+      }
+      if (!place) {
         return this.refuse(ErrorCode.SESSION_REJECTED, 'the cluster holds its maximum of sessions; retry later', CloseCode.TRY_AGAIN_LATER, true);
       }
       this.placeTaken = true;

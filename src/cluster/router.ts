@@ -18,7 +18,7 @@ import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom } from '../server/policy.js';
 import { sendJson } from '../server/routes.js';
 import { serveStatic } from '../server/static-files.js';
 import { refuseUpgrade } from '../server/upgrade.js';
-import { createRedisClient, RedisConcurrencyCounter } from '../store/redis.js';
+import { createRedisClient, RedisConcurrencyCounter, StoreUnavailableError } from '../store/redis.js';
 import { ClusterPlacement } from './placement.js';
 import { RedisAdmission } from './redis-admission.js';
 import { clusterId, clusterKeys } from './replica.js';
@@ -77,7 +77,18 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
     admission,
     placement,
     registry,
-    takeSessionPlace: () => sessionCount.acquire('sessions', config.streaming.max_sessions),
+    // Redis unreachable: the session waits for it like a queued one, up to the queue timeout.
+    takeSessionPlace: async (signal: AbortSignal) => {
+      const deadline = performance.now() + policy.queueTimeoutMs;
+      for (;;) {
+        try {
+          return await sessionCount.acquire('sessions', config.streaming.max_sessions);
+        } catch (err) {
+          if (!(err instanceof StoreUnavailableError) || signal.aborted || performance.now() > deadline) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
+    },
     releaseSessionPlace: () => void sessionCount.release('sessions').catch(() => undefined),
     metrics,
     logger,

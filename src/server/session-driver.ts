@@ -35,21 +35,6 @@ export interface ContinuedStory {
   ptsBaseMs: number;
 }
 
-/** Longest a segment's end waits for its state to reach the resume store (then it goes on; the save continues). */
-const RESUME_SAVE_WAIT_MS = 250;
-
-/** Resolves when `work` does or after `ms`, whichever is first. */
-function withinMs(work: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    timer.unref();
-    void work.finally(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
 class SessionEnded {
   readonly name = 'SessionEnded';
   constructor(readonly reason = 'ended') {}
@@ -406,13 +391,14 @@ export class SessionDriver implements SessionHandle {
   private async storeState(state: ContinuationState, resumableOnly = false): Promise<void> {
     const { store, resumes } = this.services;
     const token = this.resumeToken;
-    // The resume copy may live in a shared store (a cluster's Redis): its failure costs the
-    // token its newest state, never the stream, and it holds the segment's end briefly at most.
+    // The resume copy may live in a shared store (a cluster's Redis): stored before the
+    // segment counts as complete, so a session moved or resumed goes on from it; when that
+    // store is down the call fails at once and costs the token its newest state, never the stream.
     const saved = token
       ? resumes.save(token, this.keyId, state).catch((err: unknown) => this.services.logger.warn({ session: this.session.id, err }, 'cannot keep the state for resuming'))
       : undefined;
     try {
-      await Promise.all([resumableOnly ? undefined : store.put(this.session.id, state), saved && withinMs(saved, RESUME_SAVE_WAIT_MS)]);
+      await Promise.all([resumableOnly ? undefined : store.put(this.session.id, state), saved]);
     } catch (err) {
       throw new StoreError(`continuation store: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -62,13 +62,15 @@ export function createRedisClient(url: string, options: RedisClientOptions = {})
 }
 
 /**
- * Resolves once `client` can take commands: at once when connected, else when it
- * connects, at most `waitMs` later (commands are not queued while disconnected, so a
- * call made while the client connects waits here rather than failing needlessly).
+ * Resolves once `client` can take commands: at once when connected, else when its first
+ * connection comes up, at most `waitMs` later (commands are not queued while
+ * disconnected, so a call made at start-up waits here rather than failing needlessly).
+ * A client that lost its connection and is reconnecting fails at once.
  */
 function whenReady(client: Redis, waitMs: number): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
-  if (client.status === 'end' || client.status === 'close') return Promise.reject(new Error(`connection ${client.status}`));
+  // Lost after it was up: fail at once, so an outage costs callers nothing while it lasts.
+  if (client.status === 'end' || client.status === 'close' || client.status === 'reconnecting') return Promise.reject(new Error(`connection ${client.status}`));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       client.off('ready', onReady);
