@@ -88,7 +88,10 @@ export class RoutedSession {
   private readonly deferred: string[] = [];
   /** A `stop_requested` end held back until the close says whether the replica is leaving. */
   private heldStop: string | undefined;
+  /** The replica the session just left: not placed there again (it may still look alive for a TTL). */
   private readonly excluded = new Set<string>();
+  /** Whether the client has seen `ltx2_stream_start` (from the first replica it streamed on). */
+  private started = false;
   private moving: 'replica_lost' | 'replica_draining' | undefined;
   private upstreamPaused = false;
 
@@ -358,7 +361,7 @@ export class RoutedSession {
           this.services.metrics.migrated(reason);
           this.sendJson(
             buildServerMessage('session_migrated', {
-              from_replica: [...this.excluded].at(-1) ?? '',
+              from_replica: [...this.excluded][0] ?? '',
               to_replica: this.lease.replicaId,
               gpu_id: message.gpu_id,
               segment_idx: this.completed,
@@ -371,7 +374,8 @@ export class RoutedSession {
         this.active = true;
         break;
       case 'ltx2_stream_start':
-        if (this.excluded.size > 0) return; // the client saw it from the first replica
+        if (this.started) return; // the client saw it from the first replica
+        this.started = true;
         break;
       case 'ltx2_segment_start': {
         this.running = { idx: message.segment_idx, prompt: message.prompt, source: message.source ?? 'user' };
@@ -442,6 +446,8 @@ export class RoutedSession {
 
   /** 5. Back to the front of the queue, then another replica picks the story up. */
   private moveOn(from: string, why: 'replica_lost' | 'replica_draining'): void {
+    // Only the one just left: replicas left earlier may be back (a rolling restart).
+    this.excluded.clear();
     this.excluded.add(from);
     this.services.logger.info({ session: this.id, from, why, completed: this.completed }, 'moving the session to another replica');
     // Before it was ever active there is nothing to resume: the init goes again as it was.

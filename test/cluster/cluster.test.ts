@@ -11,6 +11,8 @@ import { removeConfigs, startProcess, waitUntil, type ClusterProcess } from './p
 const WIDTH = 192;
 const HEIGHT = 112;
 const FRAMES = 24;
+/** Segments per story: room for a rolling restart of three replicas (each move costs a segment). */
+const CAP = 10;
 
 let redis: TestRedis;
 const replicas = new Map<string, ClusterProcess>();
@@ -20,7 +22,7 @@ let routerB: ClusterProcess;
 function baseConfig(id: string): Record<string, unknown> {
   return {
     default_request: { sampling: { width: WIDTH, height: HEIGHT, fps: 24, num_frames: FRAMES, num_inference_steps: 2 } },
-    streaming: { reaper_interval_ms: 100, max_sessions: 16, queue_depth_update_ms: 0, preset: 'default' },
+    streaming: { reaper_interval_ms: 100, max_sessions: 16, queue_depth_update_ms: 0, preset: 'default', generation_segment_cap: CAP },
     generator: { synthetic: { pace: 'realtime', step_ms: 20 } },
     media: { fragment_duration_ms: 100 },
     logging: { level: 'warn' },
@@ -178,6 +180,32 @@ describe('a livegen cluster: two routers, three replicas, one Redis', { timeout:
     await freeReplicas(routerA, 3);
   });
 
+  it('survives a rolling restart of every replica: the session moves three times and its segments follow on', async () => {
+    const client = await TestClient.init(routerA.wsUrl, { auto_extension_enabled: true });
+    client.send({ type: 'segment_prompt_source', prompt: 'a train through hills' });
+    await client.waitFor('ltx2_segment_complete');
+    const visited: string[] = [];
+    for (let round = 1; round <= 3; round++) {
+      const from = await waitUntil(async () => (await status(routerA)).replicas.find((r) => r.routed_here === 1)?.id, 'the replica serving it');
+      visited.push(from);
+      expect(await replicas.get(from)?.stop('SIGTERM')).toBe(0);
+      await client.waitFor('session_migrated', round, 20_000);
+      await startReplica(from);
+    }
+    const at = client.received.findLastIndex((r) => r.kind === 'json' && r.message.type === 'session_migrated');
+    const next = client.ofType('session_migrated')[2]?.segment_idx as number;
+    await client.until(() => client.ofType('ltx2_segment_complete').some((m) => m.segment_idx === next), 'a segment after the last move', 20_000);
+    expect(new Set(visited).size).toBeGreaterThanOrEqual(2);
+    // Every segment completed once, in order, with nothing lost or repeated.
+    const done = client.ofType('ltx2_segment_complete').map((m) => m.segment_idx);
+    expect(done).toEqual(Array.from({ length: done.length }, (_, i) => i));
+    expect(await indicesOf(mediaOf(client.received, next, at))).toEqual(Array.from({ length: FRAMES }, (_, i) => next * FRAMES + i));
+    expect(client.ofType('error').map((e) => `${e.code}: ${e.message}`)).toEqual([]);
+    expect(client.ofType('ltx2_stream_complete')).toEqual([]);
+    client.close();
+    await freeReplicas(routerA, 3);
+  });
+
   it('resumes by token on the other router', async () => {
     const first = await TestClient.init(routerA.wsUrl, {});
     const assigned = await first.waitFor('gpu_assigned');
@@ -207,6 +235,39 @@ describe('a livegen cluster: two routers, three replicas, one Redis', { timeout:
     await waiter.waitFor('gpu_assigned');
     for (const c of [...busy, waiter]) c.close();
     routerB = await startProcess('router-b', 'router', { ...baseConfig('router-b'), streaming: { max_queue: 8, queue_timeout_seconds: 30 } });
+    await freeReplicas(routerA, 3);
+  });
+
+  it('keeps the protocol rules through a router: bad opening frames, bad frames later, snapshot without a state, the segment cap', async () => {
+    const notJson = await TestClient.connect(routerA.wsUrl);
+    notJson.sendRaw('{not json');
+    expect((await notJson.waitFor('error')).code).toBe('invalid_message');
+    expect((await notJson.closed).code).toBe(1003);
+
+    const binary = await TestClient.connect(routerB.wsUrl);
+    binary.sendRaw(Buffer.from([1, 2, 3]), true);
+    expect((await binary.waitFor('error')).code).toBe('invalid_message');
+    expect((await binary.closed).code).toBe(1003);
+
+    const wrongFirst = await TestClient.connect(routerA.wsUrl);
+    wrongFirst.send({ type: 'snapshot_state' });
+    expect((await wrongFirst.waitFor('error')).code).toBe('invalid_message');
+    expect((await wrongFirst.closed).code).toBe(1003);
+
+    const client = await TestClient.init(routerB.wsUrl, { auto_extension_enabled: true });
+    await client.waitFor('gpu_assigned');
+    // Before any segment there is no state: internal_error, and the connection stays.
+    client.send({ type: 'snapshot_state' });
+    expect((await client.waitFor('error')).code).toBe('internal_error');
+    client.send({ type: 'segment_prompt_source' });
+    const invalid = await client.waitFor('error', 2);
+    expect(invalid).toMatchObject({ code: 'invalid_message', retryable: true });
+    client.send({ type: 'segment_prompt_source', prompt: 'waves on rocks' });
+    // The cap ends the stream with segment_cap and close 1000, through the router.
+    const complete = await client.waitFor('ltx2_stream_complete', 1, 40_000);
+    expect(complete.reason).toBe('segment_cap');
+    expect((await client.closed).code).toBe(1000);
+    expect(client.ofType('ltx2_segment_complete').map((m) => m.segment_idx)).toEqual(Array.from({ length: CAP }, (_, i) => i));
     await freeReplicas(routerA, 3);
   });
 
