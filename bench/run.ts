@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { capacity } from './capacity.js';
+import { cluster } from './cluster.js';
 import { controlLatency } from './control-latency.js';
 import { encodeEfficiency } from './encode.js';
 import { fastvideo } from './fastvideo.js';
@@ -21,7 +22,7 @@ import { tail } from './tail.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
 import { build } from '../scripts/build.js';
 
-const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, fastvideo];
+const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, cluster, fastvideo];
 
 function usage(): string {
   return [
