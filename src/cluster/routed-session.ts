@@ -426,11 +426,18 @@ export class RoutedSession {
   // ----------------------------------------------------------------- endings
 
   private onUpstreamClose(lease: ReplicaLease, code: number, reason: string, sawFrame: boolean): void {
+    const heldBack = this.upstreamPaused;
     this.upstreamPaused = false;
     this.services.admission.release(lease);
     this.lease = undefined;
     if (this.ended) return;
     const leaving = MOVE_ON_CLOSE.has(code) || (!sawFrame && code !== CloseCode.TRY_AGAIN_LATER);
+    if (leaving && heldBack) {
+      // The replica gave up while this router held its socket back for a client that does
+      // not read: the client is the cause, and moving it would only repeat this elsewhere.
+      this.refuse(ErrorCode.INTERNAL_ERROR, 'client is not reading fast enough: closing', CloseCode.TRY_AGAIN_LATER, true);
+      return;
+    }
     if (leaving && (this.resumeToken !== undefined || !this.active)) {
       this.heldStop = undefined;
       this.moveOn(lease.replicaId, code === 1001 || code === 1012 ? 'replica_draining' : 'replica_lost');
