@@ -516,6 +516,16 @@ export class PlayerApp {
       });
       this.render();
     });
+    client.on('session_migrated', (m) => {
+      if (!current()) return;
+      // A cluster moved the session to another replica: the segment that was running is
+      // generated again there, so its partial media leaves the buffer and its row goes.
+      this.player?.discardUnfinished();
+      const unfinished = this.segments.findIndex((s) => s.session === run.number && s.segmentIdx >= m.segment_idx && !s.complete);
+      if (unfinished >= 0) this.segments.splice(unfinished);
+      this.notice = { kind: 'info', text: `Moved to another server (${m.to_replica}); segment ${m.segment_idx} is generated again there.` };
+      this.render();
+    });
     client.on('step_complete', (m) => current() && this.updateSegment(run, m.segment_idx, (s) => (s.step = m.step)));
     client.on('media_init', (m) => {
       if (!current()) return;
