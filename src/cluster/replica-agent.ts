@@ -18,8 +18,11 @@ export interface ReplicaAgentOptions {
   onError?: (err: unknown) => void;
 }
 
-/** Shortest gap between two beats caused by changes (not by the timer). */
-const NUDGE_MS = 50;
+/**
+ * Delay of a beat caused by a change (not by the timer): short, because a router waits
+ * for it to place the next waiter on a freed worker; changes within it share one beat.
+ */
+const NUDGE_MS = 5;
 
 export class ReplicaAgent {
   private readonly timer: NodeJS.Timeout;
