@@ -18,6 +18,14 @@ export interface Stall {
   ms: number;
 }
 
+/** A hole in the buffered media that playback skipped instead of waiting at it forever. */
+export interface GapJump {
+  /** Where playback stood waiting. */
+  atS: number;
+  /** Where it went on: just inside the next buffered range. */
+  toS: number;
+}
+
 export interface MseStats {
   mime: string | undefined;
   appendedBytes: number;
@@ -30,6 +38,7 @@ export interface MseStats {
   bufferedEndS: number;
   bufferedAheadS: number;
   stalls: Stall[];
+  gapJumps: GapJump[];
 }
 
 type Op =
@@ -45,6 +54,17 @@ type Op =
 
 /** Evict only when this much more than `keepBehindS` has piled up (at most half of it), so removes stay rare. */
 const EVICT_SLACK_S = 5;
+/**
+ * A hole in the buffered media at most this long, just ahead of a waiting playhead, is
+ * jumped over (as hls.js and shaka do): the element itself would wait there forever.
+ */
+const MAX_GAP_S = 0.5;
+/** Playback waiting with less than this left in its range stands at the range's end (it waits at the last frame's start). */
+const RANGE_TAIL_S = 0.25;
+/** Playback seen this far past a reopened source's old end went on through it. */
+const STALE_END_MARGIN_S = 0.1;
+/** Past a jumped gap, a little into the next range: buffered times are rounded, and a seek a hair short of its first frame lands in the hole again. */
+const GAP_NUDGE_S = 0.01;
 
 /**
  * Plays a story's segments through one `SourceBuffer` in `sequence` mode: each segment's
@@ -54,9 +74,11 @@ const EVICT_SLACK_S = 5;
  * playhead are removed so memory stays bounded.
  *
  * After `end()` more media may still come (Continue at the segment cap): the next `push`
- * reopens the source and playback goes on from where it stopped. `discardUnfinished()`
- * removes a segment cut off mid-way (a dropped connection), so the session that resumes
- * from the last complete segment's state puts its media exactly where that segment began.
+ * reopens the source and playback goes on from where it stopped, never from the start.
+ * `discardUnfinished()` removes a segment cut off mid-way (a dropped connection), so the
+ * session that resumes from the last complete segment's state puts its media exactly where
+ * that segment began. A small hole in the buffered media ahead of a waiting playhead is
+ * jumped over.
  */
 export class MsePlayer {
   private readonly mediaSource = new MediaSource();
@@ -72,7 +94,23 @@ export class MsePlayer {
   private destroyed = false;
   private readonly keepBehindS: number;
   private readonly startAheadS: number;
-  private readonly stats = { appendedBytes: 0, appendedChunks: 0, segmentsAppended: 0, evictions: 0, discards: 0, stalls: [] as Stall[] };
+  private readonly stats = {
+    appendedBytes: 0,
+    appendedChunks: 0,
+    segmentsAppended: 0,
+    evictions: 0,
+    discards: 0,
+    stalls: [] as Stall[],
+    gapJumps: [] as GapJump[],
+  };
+  /** The end of the timeline when the source was last ended: where playback stops, and goes on from. */
+  private endedAtS: number | undefined;
+  /**
+   * The end of an ended source that has been reopened since: the element's decoders may have
+   * read that end of stream ahead already, and then it stops there however much media
+   * follows. Forgotten once playback is seen past it or the element seeks (which drops it).
+   */
+  private staleEndS: number | undefined;
   /** Where the segment being appended began on the timeline; undefined once it is sealed. */
   private openSegmentStartS: number | undefined;
   private readonly detach: (() => void)[] = [];
@@ -92,7 +130,10 @@ export class MsePlayer {
     });
     this.listen(video, 'waiting', () => {
       if (this.hasPlayed && !this.waitingSince) this.waitingSince = { at: performance.now(), atS: video.currentTime };
+      this.jumpGap();
     });
+    this.listen(video, 'ended', () => this.endedEarly());
+    this.listen(video, 'seeking', () => (this.staleEndS = undefined));
     this.listen(video, 'playing', () => {
       if (!this.hasPlayed) options.onPlaying?.();
       this.hasPlayed = true;
@@ -100,6 +141,8 @@ export class MsePlayer {
     });
     this.listen(video, 'timeupdate', () => {
       if (this.waitingSince && video.currentTime > this.waitingSince.atS) this.endStall();
+      // Playing on past it (with a margin for a clock running a little past the last frame): it was not read.
+      if (this.staleEndS !== undefined && !video.ended && video.currentTime > this.staleEndS + STALE_END_MARGIN_S) this.staleEndS = undefined;
     });
     this.listen(video, 'error', () => {
       const error = video.error;
@@ -153,9 +196,10 @@ export class MsePlayer {
       mime: this.mime,
       ...this.stats,
       stalls: [...this.stats.stalls, ...(this.waitingSince ? [{ atS: this.waitingSince.atS, ms: performance.now() - this.waitingSince.at }] : [])],
+      gapJumps: [...this.stats.gapJumps],
       bufferedStartS: start,
       bufferedEndS: end,
-      bufferedAheadS: Math.max(0, end - this.video.currentTime),
+      bufferedAheadS: Math.max(0, end - this.playhead()),
     };
   }
 
@@ -174,6 +218,8 @@ export class MsePlayer {
 
   /** More media after `end()`: appending reopens an ended source; playback starts again once enough is buffered. */
   private reopen(): void {
+    // Ended (not just about to): from here the element may still stop at that end, see staleEndS.
+    if (this.mediaSource.readyState === 'ended') this.staleEndS ??= this.endedAtS;
     this.ending = false;
     this.playRequested = false;
     // An `end` not yet run would end the source again and play() an ended video from its start.
@@ -232,6 +278,8 @@ export class MsePlayer {
         // A source that never got media would end as a decode error; leave it empty instead.
         if (!this.sourceBuffer) return;
         if (this.mediaSource.readyState === 'open') this.mediaSource.endOfStream();
+        // endOfStream sets the duration to the end of the longest track: where the element ends.
+        this.endedAtS = Number.isFinite(this.mediaSource.duration) ? this.mediaSource.duration : this.bufferedEnd();
         this.startPlayback();
         return;
     }
@@ -285,14 +333,13 @@ export class MsePlayer {
 
   private afterUpdate(): void {
     if (this.destroyed) return;
+    this.startWhenBuffered();
+    // What was waiting at a hole may now see the media past it.
+    this.jumpGap();
     const buffered = this.sourceBuffer?.buffered;
     if (buffered && buffered.length > 0) {
       const start = buffered.start(0);
-      const end = buffered.end(buffered.length - 1);
-      // A timeline that does not begin at 0 would leave the playhead before the data.
-      if (!this.playRequested && this.video.currentTime < start) this.video.currentTime = start;
-      if (!this.playRequested && end - Math.max(start, this.video.currentTime) >= this.startAheadS) this.startPlayback();
-      const evictTo = this.video.currentTime - this.keepBehindS;
+      const evictTo = this.playhead() - this.keepBehindS;
       // Not on an ended source: a remove would reopen it and the video would wait instead of ending.
       if (this.mediaSource.readyState === 'open' && evictTo - start > Math.min(EVICT_SLACK_S, this.keepBehindS / 2)) {
         this.ops.unshift({ kind: 'remove', start, end: evictTo });
@@ -306,7 +353,7 @@ export class MsePlayer {
     if (name === 'QuotaExceededError' && op.kind === 'media' && !op.retried && this.sourceBuffer) {
       // Full: drop everything but the last moment before the playhead, then try once more.
       const buffered = this.sourceBuffer.buffered;
-      const end = this.video.currentTime - 1;
+      const end = this.playhead() - 1;
       if (buffered.length > 0 && end > buffered.start(0)) {
         this.ops.unshift({ kind: 'remove', start: buffered.start(0), end }, { ...op, retried: true });
         this.pump();
@@ -316,12 +363,76 @@ export class MsePlayer {
     this.options.onError(`Media Source Extensions: ${op.kind} failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
   }
 
+  /** Starts playback (again) once `startAheadS` is buffered past the playhead. */
+  private startWhenBuffered(): void {
+    if (this.playRequested) return;
+    const buffered = this.sourceBuffer && this.mediaSource.readyState !== 'closed' ? this.sourceBuffer.buffered : undefined;
+    if (!buffered || buffered.length === 0) return;
+    const start = buffered.start(0);
+    const end = buffered.end(buffered.length - 1);
+    // A timeline that does not begin at 0 would leave the playhead before the data.
+    if (this.video.currentTime < start) this.video.currentTime = start;
+    if (end - Math.max(start, this.playhead()) >= this.startAheadS) this.startPlayback();
+  }
+
   private startPlayback(): void {
     if (this.playRequested || this.destroyed) return;
     this.playRequested = true;
+    // An ended element stays ended until it seeks, however much media comes after (Chromium
+    // reports currentTime as the duration, which grows), and play() on it seeks to 0: the
+    // story would start over. Seek back to where it stopped first.
+    if (this.video.ended) this.video.currentTime = this.playhead();
     this.video.play().catch((err: unknown) => {
       if (!this.destroyed) this.options.onError(`playback did not start: ${err instanceof Error ? err.message : String(err)}`);
     });
+  }
+
+  /**
+   * Where playback really is. An element that ended stands at the end of the source it last
+   * read, whatever currentTime says (Chromium reports the duration, which the media
+   * appended since has moved on): the old end of a source reopened since, or the end.
+   */
+  private playhead(): number {
+    const t = this.video.currentTime;
+    return this.video.ended ? (this.staleEndS ?? this.endedAtS ?? t) : t;
+  }
+
+  /**
+   * The element ended at the end of a source that was reopened for more media (Continue came
+   * while the last of the old media still played, even if the new session has ended since):
+   * its decoders had read that end of stream ahead, so it stopped there anyway, and would
+   * stay stopped with the new media buffered past it. Play on from there once enough is
+   * buffered, as after any reopen.
+   */
+  private endedEarly(): void {
+    if (this.destroyed || this.staleEndS === undefined) return;
+    this.playRequested = false;
+    this.startWhenBuffered();
+  }
+
+  /**
+   * Playback waits at a hole in the buffered media (past the end of one range, or at its
+   * last frame) and the next range begins at most MAX_GAP_S ahead: skip to it. Nothing
+   * fills such a hole (sequence mode appends at the end), so the element would wait forever.
+   */
+  private jumpGap(): void {
+    const video = this.video;
+    if (this.destroyed || video.paused || video.seeking || video.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) return;
+    const t = video.currentTime;
+    const buffered = video.buffered;
+    for (let i = 0; i < buffered.length; i++) {
+      const start = buffered.start(i);
+      if (start <= t) {
+        // Media left where it stands: a slow decoder, not a hole.
+        if (buffered.end(i) - t > RANGE_TAIL_S) return;
+        continue;
+      }
+      if (start - t > MAX_GAP_S) return;
+      const to = start + GAP_NUDGE_S;
+      this.stats.gapJumps.push({ atS: t, toS: to });
+      video.currentTime = to;
+      return;
+    }
   }
 
   private endStall(): void {
