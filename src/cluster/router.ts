@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { CloseCode, encodeServerMessage, ErrorCode, errorMessage } from '../protocol/index.js';
 import { AccessControl, parseEnvApiKeys } from '../server/access.js';
 import { packageVersion } from '../server/app.js';
 import type { ServeConfig } from '../server/config.js';
@@ -18,7 +19,7 @@ import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom } from '../server/policy.js';
 import { sendJson } from '../server/routes.js';
 import { serveStatic } from '../server/static-files.js';
 import { refuseUpgrade } from '../server/upgrade.js';
-import { createRedisClient, RedisConcurrencyCounter, StoreUnavailableError } from '../store/redis.js';
+import { createRedisClient, RedisConcurrencyCounter, RedisRateLimiter, StoreUnavailableError } from '../store/redis.js';
 import { ClusterPlacement } from './placement.js';
 import { RedisAdmission } from './redis-admission.js';
 import { clusterId, clusterKeys } from './replica.js';
@@ -64,7 +65,13 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
   });
   // One count of sessions over every router (queued and streaming), held under this router's presence.
   const sessionCount = new RedisConcurrencyCounter(client, { namespace, holderId: id, leaseMs: cluster.presence_ttl_ms, ownsClient: false });
-  const access = new AccessControl(config, { apiKeys: parseEnvApiKeys(env.LIVEGEN_API_KEYS) });
+  const perKey = new RedisConcurrencyCounter(client, { namespace: `${namespace}perkey:`, holderId: id, leaseMs: cluster.presence_ttl_ms, ownsClient: false });
+  // Keys, origins, the connection rate per network and sessions per key, counted over every router.
+  const access = new AccessControl(config, {
+    apiKeys: parseEnvApiKeys(env.LIVEGEN_API_KEYS),
+    rateLimiter: new RedisRateLimiter(client, { namespace: `${namespace}rate:`, ownsClient: false }),
+    sessionCounter: perKey,
+  });
   const sessions = new Set<RoutedSession>();
   let replicas: ReplicaRecord[] = [];
   let redisUp = false;
@@ -235,9 +242,10 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
         wss.handleUpgrade(req, socket, head, (ws) => {
           alive.set(ws, true);
           ws.on('pong', () => alive.set(ws, true));
-          const session = new RoutedSession(services, ws, req);
-          sessions.add(session);
-          ws.once('close', () => sessions.delete(session));
+          ws.on('error', () => undefined);
+          // Frames wait (the init among them) until the session listens.
+          ws.pause();
+          void admitKey(ws, req, decision.keyId);
         });
       },
       (err: unknown) => {
@@ -246,6 +254,36 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
       },
     );
   });
+
+  /** A key at its session limit is refused (1008, as on a replica); otherwise the session starts and gives its place back when it ends. */
+  async function admitKey(ws: WebSocket, req: IncomingMessage, keyId: string | undefined): Promise<void> {
+    let admitted: boolean;
+    try {
+      admitted = await access.openSession(keyId);
+    } catch (err) {
+      logger.error({ err }, 'session counter failed');
+      admitted = false;
+    }
+    if (!admitted) {
+      if (ws.readyState === ws.OPEN) {
+        ws.send(encodeServerMessage(errorMessage(ErrorCode.SESSION_REJECTED, 'this API key holds its maximum of concurrent sessions', true)));
+        ws.close(CloseCode.POLICY_VIOLATION, 'session limit for this key');
+      }
+      metrics.refused(ErrorCode.SESSION_REJECTED);
+      return;
+    }
+    if (ws.readyState !== ws.OPEN) {
+      void access.closeSession(keyId).catch(() => undefined);
+      return;
+    }
+    const session = new RoutedSession(services, ws, req);
+    sessions.add(session);
+    ws.resume();
+    ws.once('close', () => {
+      sessions.delete(session);
+      void access.closeSession(keyId).catch(() => undefined);
+    });
+  }
 
   let baseUrl = '';
   return {
@@ -273,6 +311,7 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
       for (const ws of wss.clients) ws.close(1001, 'router shutting down');
       admission.close();
       await sessionCount.close();
+      await perKey.close();
       wss.close();
       await client.quit().catch(() => client.disconnect());
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));

@@ -271,6 +271,42 @@ describe('a livegen cluster: two routers, three replicas, one Redis', { timeout:
     await freeReplicas(routerA, 3);
   });
 
+  it('checks API keys at the router and counts sessions per key over every router', async () => {
+    const key = 'cluster-test-key-0123456789';
+    const auth = { api_keys: [key], max_sessions_per_key: 1 };
+    const [a, b] = await Promise.all([
+      startProcess('router-auth-a', 'router', { ...baseConfig('router-auth-a'), auth }),
+      startProcess('router-auth-b', 'router', { ...baseConfig('router-auth-b'), auth }),
+    ]);
+    try {
+      await expect(TestClient.connect(a.wsUrl)).rejects.toThrow(/401/);
+      const first = await TestClient.init(`${a.wsUrl}?token=${key}`, {});
+      await first.until(() => first.ofType('gpu_assigned').length > 0, 'gpu_assigned', 15_000).catch((err: unknown) => {
+        throw new Error(`${String(err)}: ${JSON.stringify(first.ofType('error'))}`);
+      });
+      // The same key on the other router: at its limit of one, cluster-wide.
+      const second = await TestClient.connect(`${b.wsUrl}?token=${key}`);
+      expect((await second.waitFor('error')).code).toBe('session_rejected');
+      expect((await second.closed).code).toBe(1008);
+      first.close();
+      await first.closed;
+      const third = await waitUntil(async () => {
+        const c = await TestClient.init(`${b.wsUrl}?token=${key}`, {});
+        try {
+          await c.waitFor('gpu_assigned', 1, 3_000);
+          return c;
+        } catch {
+          c.close();
+          return undefined;
+        }
+      }, 'the key free again on the other router');
+      third.close();
+    } finally {
+      await Promise.all([a.stop('SIGKILL'), b.stop('SIGKILL')]);
+      await freeReplicas(routerA, 3);
+    }
+  });
+
   it('keeps streaming while Redis is down, and admits again once it is back', async () => {
     const client = await TestClient.init(routerA.wsUrl, { auto_extension_enabled: true });
     client.send({ type: 'segment_prompt_source', prompt: 'rain on a window' });
@@ -283,7 +319,7 @@ describe('a livegen cluster: two routers, three replicas, one Redis', { timeout:
     await freeReplicas(routerA, 2);
     const after = await TestClient.init(routerB.wsUrl, {});
     await after.waitFor('gpu_assigned', 1, 20_000);
-    expect(client.ofType('error')).toEqual([]);
+    expect(client.ofType('error').map((e) => `${e.code}: ${e.message}`)).toEqual([]);
     client.close();
     after.close();
   });
