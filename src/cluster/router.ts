@@ -107,17 +107,30 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
     maxFrameBytes: MAX_INIT_FRAME_BYTES,
   };
 
-  // The cluster as this router sees it; a session whose replica vanished from it moves on.
+  // The cluster as this router sees it. A session whose replica stays missing from it moves
+  // on; "stays": a Redis restarted empty lists nobody until the replicas' next beats, and
+  // their sessions are fine (their sockets are up), so one empty read moves nothing.
+  const missingSince = new Map<string, number>();
   const watch = setInterval(() => {
     registry.list().then(
       (list) => {
         replicas = list;
         redisUp = true;
+        const now = performance.now();
         const alive = new Set(list.map((r) => r.id));
-        for (const session of sessions) if (session.replica !== undefined && !alive.has(session.replica)) session.dropUpstream();
+        for (const id of missingSince.keys()) if (alive.has(id)) missingSince.delete(id);
+        for (const session of sessions) {
+          const id = session.replica;
+          if (id === undefined || alive.has(id)) continue;
+          const since = missingSince.get(id) ?? now;
+          missingSince.set(id, since);
+          if (now - since >= cluster.presence_ttl_ms) session.dropUpstream();
+        }
       },
       () => {
+        // Redis down says nothing about replicas: what was missing starts counting afresh.
         redisUp = false;
+        missingSince.clear();
       },
     );
   }, cluster.heartbeat_ms);

@@ -67,7 +67,7 @@ export interface ResumeTokensOptions {
 }
 
 export class ResumeTokens {
-  /** Store keys claimed by a session that is not active yet. */
+  /** Holds the store keys claimed by a session that is not active yet. */
   private readonly claims: ClaimLock;
   /** What is kept, least recently written first: bytes and when it expires. */
   private readonly held = new Map<string, { bytes: number; expiresAt: number }>();

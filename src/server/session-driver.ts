@@ -24,17 +24,17 @@ import type { SessionHandle, SessionServices, SessionView } from './session-serv
 import { encodedSnapshot, rememberSnapshot } from './snapshots.js';
 import { StoreError, toWireError } from './wire-errors.js';
 
-/**
- * Why every wait in a session's story stops: the lifetime signal's reason. Not an Error
- * on purpose: thousands of sessions can end in one turn, and a stack trace apiece is
- * time the event loop does not have.
- */
 /** Where a session moved here from another replica picks up: its next segment index and media time. */
 export interface ContinuedStory {
   segmentIdx: number;
   ptsBaseMs: number;
 }
 
+/**
+ * Why every wait in a session's story stops: the lifetime signal's reason. Not an Error
+ * on purpose: thousands of sessions can end in one turn, and a stack trace apiece is
+ * time the event loop does not have.
+ */
 class SessionEnded {
   readonly name = 'SessionEnded';
   constructor(readonly reason = 'ended') {}
