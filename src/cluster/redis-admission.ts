@@ -121,6 +121,44 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How soon an enqueue that could not reach Redis is tried again. */
 const ENQUEUE_RETRY_MS = 250;
 
+/**
+ * Runs an async task one at a time: asked while it runs, it runs once more afterwards
+ * (any number of asks in between make one rerun). A failed run ends the round; the next
+ * ask starts again.
+ */
+class Coalesced {
+  private running = false;
+  private again = false;
+
+  constructor(
+    private readonly task: () => Promise<void>,
+    private readonly stopped: () => boolean,
+  ) {}
+
+  request(): void {
+    if (this.stopped()) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        await this.task();
+      } while (this.again && !this.stopped());
+    } catch {
+      // Redis unavailable: the next poll, message or release asks again.
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
 /** Whether a waiter has settled; read after awaits, where its stage may have changed meanwhile. */
 function left(waiter: { stage: Stage }): boolean {
   return waiter.stage === 'done';
@@ -142,10 +180,10 @@ export class RedisAdmission<L> implements AdmissionBackend<L> {
   private readonly unsubscribe: () => void;
   private depth = 0;
   private closed = false;
-  private pumping = false;
-  private pumpAgain = false;
-  private refreshing = false;
-  private refreshAgain = false;
+  /** Tries the head of the queue when it is ours: one placement at a time, again while capacity lasts. */
+  private readonly pumper = new Coalesced(() => this.pumpOnce(), () => this.closed);
+  /** Re-reads positions: one read in flight, one pending. */
+  private readonly refresher = new Coalesced(() => this.refreshOnce(), () => this.closed || this.byMember.size === 0);
   private depthTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -351,30 +389,15 @@ export class RedisAdmission<L> implements AdmissionBackend<L> {
     }
   }
 
-  /** Tries the head of the queue when it is ours: one placement at a time, rerun while capacity lasts. */
   private pump(): void {
-    if (this.closed) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    void (async () => {
-      try {
-        do {
-          this.pumpAgain = false;
-          const head = await this.head();
-          const waiter = head === undefined ? undefined : this.byMember.get(head);
-          if (waiter && waiter.stage === 'waiting' && waiter.queued) {
-            if (await this.placeHead(waiter)) this.pumpAgain = true;
-          }
-        } while (this.pumpAgain && !this.closed);
-      } catch {
-        // Redis unavailable: the next poll, message or release tries again.
-      } finally {
-        this.pumping = false;
-      }
-    })();
+    this.pumper.request();
+  }
+
+  private async pumpOnce(): Promise<void> {
+    const head = await this.head();
+    const waiter = head === undefined ? undefined : this.byMember.get(head);
+    // Placed (or capacity given back): the next head may be placeable too.
+    if (waiter && waiter.stage === 'waiting' && waiter.queued && (await this.placeHead(waiter))) this.pumper.request();
   }
 
   private async head(): Promise<string | undefined> {
@@ -448,36 +471,23 @@ export class RedisAdmission<L> implements AdmissionBackend<L> {
     return [removed, depth];
   }
 
-  /** Re-reads the queue and tells this owner's waiters their places; re-queues waiters that vanished. */
   private refresh(): void {
-    if (this.closed || this.byMember.size === 0) return;
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return;
-    }
-    this.refreshing = true;
-    void (async () => {
-      try {
-        do {
-          this.refreshAgain = false;
-          const members = await call(this.client, 'admission positions', () => this.client.zrange(this.queueKey, 0, -1));
-          this.depth = members.length;
-          const seen = new Set<string>();
-          members.forEach((member, position) => {
-            const waiter = this.byMember.get(member);
-            if (!waiter) return;
-            seen.add(member);
-            if (waiter.stage === 'waiting' && waiter.queued) this.tell(waiter, position, members.length);
-          });
-          const lost = [...this.byMember.values()].filter((w) => w.stage === 'waiting' && w.queued && !seen.has(w.member));
-          if (lost.length > 0) await this.requeue(lost);
-        } while (this.refreshAgain && !this.closed);
-      } catch {
-        // Redis unavailable: waiters keep their last place until it is back.
-      } finally {
-        this.refreshing = false;
-      }
-    })();
+    this.refresher.request();
+  }
+
+  /** Re-reads the queue and tells this owner's waiters their places; re-queues waiters that vanished. */
+  private async refreshOnce(): Promise<void> {
+    const members = await call(this.client, 'admission positions', () => this.client.zrange(this.queueKey, 0, -1));
+    this.depth = members.length;
+    const seen = new Set<string>();
+    members.forEach((member, position) => {
+      const waiter = this.byMember.get(member);
+      if (!waiter) return;
+      seen.add(member);
+      if (waiter.stage === 'waiting' && waiter.queued) this.tell(waiter, position, members.length);
+    });
+    const lost = [...this.byMember.values()].filter((w) => w.stage === 'waiting' && w.queued && !seen.has(w.member));
+    if (lost.length > 0) await this.requeue(lost);
   }
 
   /** Tickets that vanished without a grant (Redis restarted empty, or our presence lapsed) go back in. */
@@ -489,7 +499,8 @@ export class RedisAdmission<L> implements AdmissionBackend<L> {
         this.client.eval(ENQUEUE, 2, this.queueKey, this.seqKey, waiter.member, Number.MAX_SAFE_INTEGER, waiter.front ? '1' : '0', this.channel),
       );
     }
-    this.refreshAgain = true;
+    // Their new places: read again once this read is done.
+    this.refresher.request();
   }
 
   private async ensurePresence(): Promise<void> {

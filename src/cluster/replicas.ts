@@ -5,26 +5,14 @@
  * list `presenceTtlMs` after its last beat, for every router at once.
  */
 import type { Redis } from 'ioredis';
+import type { ReplicaDescription } from '../server/app.js';
 import { call } from '../store/redis.js';
 
 /** What a replica tells the cluster about itself on every beat (the shape of cluster `/status`). */
-export interface ReplicaRecord {
+export interface ReplicaRecord extends ReplicaDescription {
   id: string;
   /** Base URL routers use to reach it (`http://host:port`). */
   url: string;
-  model_id: string;
-  /** The preset it serves; null = any. */
-  preset: string | null;
-  /** Worker slots, ready ones, and ready ones free now. */
-  workers: number;
-  ready: number;
-  available: number;
-  /** Sessions it holds now, and sessions waiting in its own queue. */
-  sessions: number;
-  queue: number;
-  /** Shutting down: takes no new sessions, moves its sessions away. */
-  draining: boolean;
-  version: string;
   /** Wall-clock ms of the beat (for heartbeat age). */
   beat_at: number;
 }

@@ -5,7 +5,7 @@
  * no state but its open sockets: the queue, the replicas and the sessions' states are in
  * Redis, so several routers run side by side behind any TCP load balancer.
  */
-import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -16,8 +16,8 @@ import { AccessControl, parseEnvApiKeys } from '../server/access.js';
 import { packageVersion } from '../server/app.js';
 import type { ServeConfig } from '../server/config.js';
 import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom } from '../server/policy.js';
-import { sendJson } from '../server/routes.js';
-import { serveStatic } from '../server/static-files.js';
+import { createHttpFront } from '../server/http-front.js';
+import { sendJson, type Route } from '../server/routes.js';
 import { refuseUpgrade } from '../server/upgrade.js';
 import { createRedisClient, RedisConcurrencyCounter, RedisRateLimiter, StoreUnavailableError } from '../store/redis.js';
 import { ClusterPlacement } from './placement.js';
@@ -41,8 +41,6 @@ export interface RouterOverrides {
   env?: NodeJS.ProcessEnv;
   webRoot?: string;
 }
-
-const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
 
 export function createRouter(config: ServeConfig, overrides: RouterOverrides = {}): LivegenRouter {
   const cluster = config.cluster;
@@ -183,7 +181,7 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
     };
   };
 
-  const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>([
+  const routes = new Map<string, Route>([
     ['/health', (_req, res) => sendJson(res, 200, { status: 'ok', service: 'livegen-router', sessions: sessions.size, stream_mode: config.streaming.stream_mode, ts: new Date().toISOString() })],
     ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', service: 'livegen-router', ts: new Date().toISOString() })],
     [
@@ -215,31 +213,7 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
   ]);
   const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
 
-  const http: Server = createServer(
-    { headersTimeout: limits.http_headers_timeout_seconds * 1000, requestTimeout: limits.http_request_timeout_seconds * 1000 },
-    (req, res) => {
-      const path = (req.url ?? '/').split('?')[0] ?? '/';
-      if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
-      if (PROTECTED_ROUTES.has(path)) {
-        const decision = access.checkStatusRoute(req);
-        if (!decision.ok) {
-          if (decision.refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
-          return sendJson(res, decision.refusal.status, { error: STATUS_CODES[decision.refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: decision.refusal.reason });
-        }
-      }
-      const route = routes.get(path);
-      const answer = route
-        ? Promise.resolve(route(req, res))
-        : serveStatic(webRoot, path, res).then((served) => {
-            if (!served) sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
-          });
-      answer.catch((err: unknown) => {
-        logger.error({ err, path }, 'route failed');
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
-      });
-    },
-  );
-  http.maxConnections = limits.max_connections;
+  const http: Server = createHttpFront(limits, { routes, access, webRoot, logger });
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     const path = (req.url ?? '/').split('?')[0];

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
@@ -14,7 +14,8 @@ import { MemoryContinuationStore, type ContinuationStore } from '../store/index.
 import { ResumeTokens, type ClaimLock } from './resume-tokens.js';
 import type { ContinuedStory } from './session-driver.js';
 import { encodedSnapshot } from './snapshots.js';
-import { AccessControl, parseEnvApiKeys, type AccessRefusal } from './access.js';
+import { AccessControl, parseEnvApiKeys } from './access.js';
+import { createHttpFront } from './http-front.js';
 import type { ServeConfig } from './config.js';
 import { StreamEndpoint, STREAM_PATH } from './endpoint.js';
 import { TempFiles } from './init-image.js';
@@ -22,22 +23,25 @@ import { ServerMetrics } from './metrics.js';
 import { OpeningFrameParser, openingFrameLimits } from './opening-frame.js';
 import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom, type SessionPolicy } from './policy.js';
 import { RepeatLastPromptExtender, type PromptExtender } from './prompt-extender.js';
-import { buildRoutes, sendJson, type ServerStatus } from './routes.js';
+import { buildRoutes, type ServerStatus } from './routes.js';
 import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
 import { SessionEventLog } from './session-log.js';
-import { serveStatic } from './static-files.js';
 
 export { STREAM_PATH };
 
 /** What a replica announces to its cluster on every beat (besides its id and URL). */
 export interface ReplicaDescription {
   model_id: string;
+  /** The preset it serves; null = any. */
   preset: string | null;
+  /** Worker slots, ready ones, and ready ones free now. */
   workers: number;
   ready: number;
   available: number;
+  /** Sessions it holds now, and sessions waiting in its own queue. */
   sessions: number;
   queue: number;
+  /** Shutting down: takes no new sessions, moves its sessions away. */
   draining: boolean;
   version: string;
 }
@@ -144,8 +148,6 @@ export function packageVersion(): string {
   return version;
 }
 
-/** Routes that `auth.protect_status` puts behind the API key; health routes stay open. */
-const PROTECTED_ROUTES = new Set(['/status', '/metrics']);
 
 function gpuIds(config: ServeConfig): number[] {
   return config.pool.gpu_ids ?? Array.from({ length: config.pool.workers }, (_, i) => i);
@@ -242,10 +244,6 @@ function openFileLimit(): number | undefined {
   }
 }
 
-function refuseHttp(res: ServerResponse, refusal: AccessRefusal): void {
-  if (refusal.status === 401) res.setHeader('www-authenticate', 'Bearer');
-  sendJson(res, refusal.status, { error: STATUS_CODES[refusal.status]?.toLowerCase().replaceAll(' ', '_'), message: refusal.reason });
-}
 
 /** Composes the layers into a server: HTTP routes, the WebSocket endpoint, the reaper. */
 export function createLivegenServer(config: ServeConfig, overrides: ServerOverrides = {}): LivegenServer {
@@ -394,39 +392,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
   });
   const routes = buildRoutes(status, metrics);
   const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
-  const http: Server = createServer(
-    {
-      headersTimeout: limits.http_headers_timeout_seconds * 1000,
-      requestTimeout: limits.http_request_timeout_seconds * 1000,
-      // How often Node checks those two timeouts; a slowloris is dropped within a second of its deadline.
-      connectionsCheckingInterval: 1000,
-    },
-    (req: IncomingMessage, res: ServerResponse) => {
-      const path = (req.url ?? '/').split('?')[0] ?? '/';
-      const route = routes.get(path);
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not allowed on ${path}` });
-        return;
-      }
-      if (PROTECTED_ROUTES.has(path)) {
-        const decision = access.checkStatusRoute(req);
-        if (!decision.ok) {
-          refuseHttp(res, decision.refusal);
-          return;
-        }
-      }
-      const answer = route
-        ? Promise.resolve(route(req, res))
-        : serveStatic(webRoot, path, res).then((served) => {
-            if (!served) sendJson(res, 404, { error: 'not_found', message: `no route ${path}` });
-          });
-      answer.catch((err: unknown) => {
-        logger.error({ err, path }, 'route failed');
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
-      });
-    },
-  );
-  http.maxConnections = limits.max_connections;
+  const http: Server = createHttpFront(limits, { routes, access, webRoot, logger });
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => endpoint.handleUpgrade(req, socket, head));
 
   const nofile = openFileLimit();
