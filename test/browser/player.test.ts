@@ -32,6 +32,12 @@ const SHORT_FRAMES = 24;
 const SHORT_CAP = 2;
 /** A prompt holding this makes the small server's generator fail, once. */
 const STUMBLE = '[stumble]';
+/**
+ * A prompt holding this makes the small server's generator stop, once, two thirds into a
+ * continued segment until the segment is cancelled: a connection can then be cut
+ * mid-segment without racing the segment's end.
+ */
+const HOLD = '[hold]';
 
 /** What the tests read from `window.livegenPlayer` (see web/src/model.ts). */
 interface PlayerView {
@@ -114,7 +120,8 @@ interface CanvasView {
 
 /**
  * The small server's generator: the synthetic one, except that the first segment whose
- * prompt holds STUMBLE fails (a retryable worker_failed), as a GPU that falls over once.
+ * prompt holds STUMBLE fails (a retryable worker_failed), as a GPU that falls over once,
+ * and the first continued segment whose prompt holds HOLD stops mid-way until cancelled.
  */
 class StumblingGenerator implements Generator {
   private readonly inner = new SyntheticGenerator({ pace: 'realtime', stepMs: 0 });
@@ -122,6 +129,7 @@ class StumblingGenerator implements Generator {
   readonly audio = this.inner.audio;
   readonly continuationKind = this.inner.continuationKind;
   private stumbled = false;
+  private held = false;
 
   checkContinuation(state: Parameters<SyntheticGenerator['checkContinuation']>[0]): string | undefined {
     return this.inner.checkContinuation(state);
@@ -132,7 +140,27 @@ class StumblingGenerator implements Generator {
       this.stumbled = true;
       throw new Error('the GPU fell over (test)');
     }
+    if (request.prompt.includes(HOLD) && request.continuationState && !this.held) {
+      this.held = true;
+      yield* this.holdMidway(request, signal);
+      return;
+    }
     yield* this.inner.generate(request, signal);
+  }
+
+  private async *holdMidway(request: SegmentRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    let frames = 0;
+    for await (const event of this.inner.generate(request, signal)) {
+      yield event;
+      if (event.type === 'video' && ++frames === Math.floor((request.numFrames * 2) / 3)) break;
+    }
+    // Until the session cancels the segment (its client left); a minute at most, so a test
+    // that never cancels fails on its own wait rather than leaving a worker busy for good.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 60_000);
+      signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+    if (!signal.aborted) throw new Error('a held segment was never cancelled (test)');
   }
 }
 
@@ -792,10 +820,12 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
     const relay = await Relay.open(small);
     try {
       const page = await openPlayer(`?server=${encodeURIComponent(relay.wsUrl)}`, small);
+      await page.fill('#prompt', `a kite over the dunes ${HOLD}`);
       await page.click('#start');
       await waitForPlayback(page, 0.4);
       const early = await frameOnScreen(page);
-      // Cut mid-way through the second segment, after the first one's state arrived.
+      // Cut mid-way through the second segment, after the first one's state arrived; the
+      // generator holds that segment two thirds in, so the cut cannot come after its end.
       await waitForPlayer(page, `p.lastSnapshot?.payload.nextFrameIndex === ${SHORT_FRAMES} && p.segments.some((s) => s.segmentIdx === 1 && s.chunks > 2 && !s.complete)`);
       expect(relay.cut()).toBe(1);
       await waitForPlayer(page, `p.reconnects >= 1 && p.sessions === 2 && p.lastSnapshot?.payload.nextFrameIndex === ${2 * SHORT_FRAMES}`);
