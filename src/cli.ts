@@ -83,6 +83,13 @@ async function serve(flags: ServeFlags): Promise<void> {
     `livegen listening on ${url}`,
   );
   stopOnSignals(server.logger, () => server.close());
+  // SIGHUP: system prompts and the blocklist are read again, without a restart.
+  process.on('SIGHUP', () => {
+    server.reloadPrompts().then(
+      () => server.logger.info('prompts reloaded (SIGHUP)'),
+      (err: unknown) => server.logger.error({ err }, 'prompt reload failed'),
+    );
+  });
 }
 
 async function router(flags: ServeFlags): Promise<void> {

@@ -429,7 +429,7 @@ export class LivegenClient extends TypedEmitter<LivegenClientEvents> {
     this.track(message);
     this.emit('message', message);
     if (message.type === 'error') {
-      const error = new LivegenError(message.code, message.message, { retryable: message.retryable, source: 'server' });
+      const error = new LivegenError(message.code, message.message, { retryable: message.retryable, source: 'server', reason: message.reason, prompt: message.prompt });
       // The server answers a snapshot with no state with internal_error (no correlation id).
       if (message.code === ErrorCode.INTERNAL_ERROR) this.settleSnapshot((p) => p.reject(error));
       this.report(error);

@@ -23,6 +23,10 @@ export interface LivegenErrorOptions {
   retryable?: boolean;
   /** `server`: an `error` frame from the server; `client`: detected here. */
   source?: 'server' | 'client';
+  /** The server's additive `reason` (`prompt_blocked`), when it gave one. */
+  reason?: string;
+  /** The prompt a `prompt_blocked` error refused, when the server named it. */
+  prompt?: string;
   cause?: unknown;
 }
 
@@ -32,11 +36,17 @@ export class LivegenError extends Error {
   readonly code: ErrorCode | ClientErrorCode;
   readonly retryable: boolean;
   readonly source: 'server' | 'client';
+  /** Why, beyond the code (`prompt_blocked`: the safety filter refused a prompt; the session goes on). */
+  readonly reason: string | undefined;
+  /** The refused prompt of a `prompt_blocked` error. */
+  readonly prompt: string | undefined;
 
   constructor(code: ErrorCode | ClientErrorCode, message: string, options: LivegenErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = options.retryable ?? false;
     this.source = options.source ?? 'client';
+    this.reason = options.reason;
+    this.prompt = options.prompt;
   }
 }

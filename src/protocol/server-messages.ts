@@ -40,6 +40,17 @@ export const Ltx2SegmentStartSchema = z.object({
   prompt: z.string(),
   total_steps: nonNegativeInt,
   source: z.enum(PROMPT_SOURCES).optional(),
+  /**
+   * Additive, when an LLM had a hand in the prompt (enhancement, auto-extension): what it
+   * replaced, who wrote it, how long it took, and whether the LLM failed (`fallback_used`:
+   * `prompt` is then the original, and `prompt_error` says why).
+   */
+  original_prompt: z.string().optional(),
+  prompt_provider: z.string().optional(),
+  prompt_model: z.string().optional(),
+  prompt_latency_ms: z.number().min(0).optional(),
+  fallback_used: z.boolean().optional(),
+  prompt_error: z.string().optional(),
 });
 
 export const StepCompleteSchema = z.object({
@@ -100,6 +111,10 @@ export const ErrorMessageSchema = z.object({
   code: z.enum(ERROR_CODES),
   message: z.string(),
   retryable: z.boolean().default(false),
+  /** Additive: why, when the code alone does not say (`prompt_blocked`: the safety filter refused a prompt). */
+  reason: z.enum(['prompt_blocked']).optional(),
+  /** Additive, with `prompt_blocked` for a segment request: the prompt that was refused. */
+  prompt: z.string().optional(),
 });
 
 /**

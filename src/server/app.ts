@@ -22,7 +22,8 @@ import { TempFiles } from './init-image.js';
 import { ServerMetrics } from './metrics.js';
 import { OpeningFrameParser, openingFrameLimits } from './opening-frame.js';
 import { MAX_INIT_FRAME_BYTES, sessionPolicyFrom, type SessionPolicy } from './policy.js';
-import { RepeatLastPromptExtender, type PromptExtender } from './prompt-extender.js';
+import { RepeatLastPromptExtender, type PromptExtender } from '../prompts/index.js';
+import { createPromptLayer, type PromptSetupOptions } from './prompt-setup.js';
 import { buildRoutes, type ServerStatus } from './routes.js';
 import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
 import { SessionEventLog } from './session-log.js';
@@ -71,7 +72,10 @@ export interface ServerOverrides {
   store?: ContinuationStore;
   /** Where the states behind resume tokens are kept (default: in memory, apart from `store`). */
   resumeStore?: ContinuationStore;
+  /** Auto-extension's prompts, instead of the configured LLM (or the last prompt again). */
   extender?: PromptExtender;
+  /** Where the prompt layer reads API keys and loads its classifier (tests). */
+  prompts?: Omit<PromptSetupOptions, 'observer'>;
   /** One generator per worker slot (in-process), instead of the configured ones. */
   generators?: Generator[];
   /** Pool workers, instead of the configured ones. */
@@ -122,6 +126,8 @@ export interface LivegenServer {
   readonly url: string;
   /** A point-in-time view of sessions, queue, workers and budgets. */
   inspect(): Promise<ServerSnapshot>;
+  /** Reads the system prompt files and the safety blocklist again (SIGHUP). */
+  reloadPrompts(): Promise<void>;
   /**
    * Graceful stop: refuses new connections, `/readyz` turns 503, waiting sessions end at
    * once and running segments get `graceMs` (default `server.shutdown_grace_seconds`) to
@@ -302,6 +308,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     maxBytes: limits.max_resume_bytes,
     sizeOf: (state) => encodedSnapshot(state).length,
   });
+  const prompts = createPromptLayer(config.streaming, logger, { ...overrides.prompts, observer: metrics });
   const tempFiles = new TempFiles(overrides.tempDir ?? tmpdir(), limits.max_temp_bytes);
   const openingFrames = new OpeningFrameParser(openingFrameLimits(policy.frames));
 
@@ -311,7 +318,8 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     admission,
     store,
     resumes,
-    extender: overrides.extender ?? new RepeatLastPromptExtender(),
+    extender: overrides.extender ?? prompts.extender() ?? new RepeatLastPromptExtender(),
+    prompts,
     openingFrames,
     tempFiles,
     metrics,
@@ -389,6 +397,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     pool,
     streamMode: config.streaming.stream_mode,
     shuttingDown,
+    prompts: () => prompts.status(),
   });
   const routes = buildRoutes(status, metrics);
   const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
@@ -420,7 +429,9 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     get url() {
       return baseUrl;
     },
-    listen() {
+    async listen() {
+      // Prompts are checked from the first session on: the classifier loads before anyone connects.
+      await prompts.start();
       return new Promise<string>((resolve, reject) => {
         http.once('error', reject);
         http.listen(config.server.port, config.server.host, () => {
@@ -447,6 +458,9 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
           resolve(baseUrl);
         });
       });
+    },
+    reloadPrompts() {
+      return prompts.reload();
     },
     async inspect() {
       return {
@@ -478,6 +492,7 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
       await store.close();
       await resumes.close();
       await cluster?.close();
+      prompts.close();
       tempFiles.dispose();
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeAllConnections();

@@ -97,6 +97,64 @@ const DefaultRequestSection = z
   })
   .prefault({});
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+const nameLike = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores');
+
+/** FastVideo's built-in providers (its `streaming.prompt.provider` values): endpoint and key variable. */
+export const KNOWN_LLM_PROVIDERS: Readonly<Record<string, { base_url: string; api_key_env: string }>> = {
+  cerebras: { base_url: 'https://api.cerebras.ai/v1', api_key_env: 'CEREBRAS_API_KEY' },
+  groq: { base_url: 'https://api.groq.com/openai/v1', api_key_env: 'GROQ_API_KEY' },
+};
+
+const LlmProviderEntry = z.strictObject({
+  /** Names it in metrics, logs and /status. */
+  name: nameLike,
+  /** An OpenAI-compatible API base, up to the version: `{base_url}/chat/completions` is called. */
+  base_url: z.string().regex(/^https?:\/\/[^\s@]+$/, 'must be an http:// or https:// URL without credentials'),
+  /** Default: streaming.prompt.model. */
+  model: z.string().min(1).optional(),
+  /** The environment variable holding its API key (keys never go in the file). Unset: no key sent. */
+  api_key_env: envName.optional(),
+  /** Longest single attempt; the operation's own timeout bounds it too. */
+  timeout_ms: positiveInt.optional(),
+});
+
+/**
+ * FastVideo's `streaming.prompt` (enabled, provider, model, timeout_ms, system_prompt_dir)
+ * plus livegen's providers list, strategy and per-operation timeouts.
+ */
+const PromptSection = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    /** FastVideo: `cerebras` or `groq`. With `providers`, the name of the entry asked first. */
+    provider: nameLike.optional(),
+    model: z.string().min(1).default('gpt-oss-120b'),
+    /** Enhancement's deadline (FastVideo's request timeout); past it the raw prompt is generated. */
+    timeout_ms: positiveInt.default(20_000),
+    system_prompt_dir: z.string().min(1).nullable().optional(),
+    providers: z.array(LlmProviderEntry).default([]),
+    strategy: z.enum(['fallback', 'race']).default('fallback'),
+    /** Auto-extension's deadline; past it the last prompt is generated again. */
+    auto_extension_timeout_ms: positiveInt.default(1800),
+    rewrite_timeout_ms: positiveInt.default(20_000),
+    temperature: z.number().min(0).max(2).default(0.7),
+    max_tokens: positiveInt.max(65_536).default(1024),
+    /** Earlier prompts the LLM sees as the story so far. */
+    history_prompts: positiveInt.max(64).default(8),
+  })
+  .prefault({});
+
+/** FastVideo's `streaming.safety` (enabled, classifier_path) plus a blocklist and the decision's knobs. */
+const SafetySection = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    classifier_path: z.string().min(1).nullable().optional(),
+    blocklist_path: z.string().min(1).nullable().optional(),
+    block_threshold: z.number().min(0).max(1).default(0.5),
+    unsafe_labels: z.array(z.string().min(1)).min(1).default(['unsafe']),
+  })
+  .prefault({});
+
 const StreamingSection = z
   .strictObject({
     generation_segment_cap: nonNegativeInt.default(6),
@@ -125,6 +183,8 @@ const StreamingSection = z
      * within it. 0 = no resume tokens.
      */
     resume_ttl_seconds: nonNegativeInt.default(600),
+    prompt: PromptSection,
+    safety: SafetySection,
   })
   .prefault({});
 
@@ -237,6 +297,21 @@ export const ServeConfigSchema = z
     cluster: ClusterSection,
   })
   .superRefine((config, ctx) => {
+    const prompt = config.streaming.prompt;
+    const names = prompt.providers.map((p) => p.name);
+    names.forEach((name, i) => {
+      if (names.indexOf(name) !== i) ctx.addIssue({ code: 'custom', path: ['streaming', 'prompt', 'providers', i, 'name'], message: `${JSON.stringify(name)} is listed twice` });
+    });
+    if (prompt.provider !== undefined) {
+      const known = prompt.providers.length > 0 ? names : Object.keys(KNOWN_LLM_PROVIDERS);
+      if (!known.includes(prompt.provider)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['streaming', 'prompt', 'provider'],
+          message: `${JSON.stringify(prompt.provider)} is not ${prompt.providers.length > 0 ? 'a name in streaming.prompt.providers' : 'a known provider'} (one of ${known.join(', ')}${prompt.providers.length > 0 ? '' : '; list others under streaming.prompt.providers'})`,
+        });
+      }
+    }
     const cluster = config.cluster;
     if (cluster && cluster.presence_ttl_ms < 2 * cluster.heartbeat_ms) {
       ctx.addIssue({ code: 'custom', path: ['cluster', 'presence_ttl_ms'], message: `must be at least twice cluster.heartbeat_ms (${2 * cluster.heartbeat_ms})` });

@@ -159,6 +159,41 @@ export class ServerMetrics {
     });
   }
 
+  private readonly llmSeconds = new Histogram({
+    name: 'livegen_llm_request_seconds',
+    help: 'LLM calls of the prompt layer, by provider, operation and outcome (ok, timeout, rate_limited, server_error, client_error, network, malformed, no_api_key, aborted)',
+    labelNames: ['provider', 'operation', 'outcome'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 1.8, 3, 5, 10, 20],
+    registers: [this.registry],
+  });
+  private readonly promptFallbacks = new Counter({
+    name: 'livegen_prompt_fallbacks_total',
+    help: 'Prompt operations that fell back: to a later provider (kind=provider) or to the prompt the session already had (kind=raw)',
+    labelNames: ['operation', 'kind'],
+    registers: [this.registry],
+  });
+  private readonly promptBlocks = new Counter({
+    name: 'livegen_prompt_blocks_total',
+    help: 'Prompts the safety filter blocked, by where they came from and which filter',
+    labelNames: ['source', 'filter'],
+    registers: [this.registry],
+  });
+
+  /** Prompt layer (PromptObserver): one LLM attempt. */
+  attempt(operation: string, provider: string, outcome: string, seconds: number): void {
+    this.llmSeconds.observe({ provider, operation, outcome }, seconds);
+  }
+
+  /** Prompt layer (PromptObserver): an operation fell back. */
+  fallback(operation: string, kind: 'raw' | 'provider'): void {
+    this.promptFallbacks.inc({ operation, kind });
+  }
+
+  /** Prompt layer (PromptObserver): the safety filter blocked a prompt. */
+  blocked(source: string, filter: string): void {
+    this.promptBlocks.inc({ source, filter });
+  }
+
   sessionOpened(): void {
     this.sessionsOpened.inc();
   }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WorkerPool } from '../pool/index.js';
+import type { PromptLayerStatus } from '../prompts/index.js';
 import type { ServerMetrics } from './metrics.js';
 
 /** Answers one HTTP request, or returns false when no route matches. */
@@ -18,6 +19,8 @@ export interface ServerStatus {
   /** The server's default stream mode (config `streaming.stream_mode`). */
   streamMode: string;
   shuttingDown: boolean;
+  /** The prompt layer: LLM providers (never their keys) and the safety filter. */
+  prompts: () => PromptLayerStatus;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -70,7 +73,7 @@ export function buildRoutes(current: () => ServerStatus, metrics: ServerMetrics)
     [
       '/status',
       (_req, res) => {
-        const { pool, queueDepth } = current();
+        const { pool, queueDepth, prompts } = current();
         const gpuStatus = pool.status();
         sendJson(res, 200, {
           total_gpus: pool.total,
@@ -80,6 +83,7 @@ export function buildRoutes(current: () => ServerStatus, metrics: ServerMetrics)
           warmup_successful_gpus: Object.values(gpuStatus).filter((w) => w.warmup_success).length,
           warmup_failed_gpus: Object.values(gpuStatus).filter((w) => w.warmup_enabled && !w.warmup_success && w.warmup_error).length,
           gpu_status: gpuStatus,
+          prompts: prompts(),
         });
       },
     ],

@@ -14,6 +14,7 @@ import type { GenerationEvent, Generator, SegmentRequest } from '../generation/t
 import { GenerationFailure } from './wire-errors.js';
 import type { SegmentEncoder } from '../media/index.js';
 import { buildServerMessage, DEFAULT_MEDIA_MIME, type PromptSource, type ServerMessage } from '../protocol/index.js';
+import type { PromptProvenance } from '../prompts/index.js';
 import type { SegmentFigures } from './metrics.js';
 import type { SamplingDefaults } from './policy.js';
 
@@ -27,6 +28,21 @@ export interface SegmentJob {
   overrides: SegmentOverrides;
   /** When the request arrived (clock ms), for the end-to-end latency. */
   receivedAt: number;
+  /** How an LLM had a hand in the prompt (enhancement, auto-extension), when it did. */
+  provenance?: PromptProvenance;
+}
+
+/** The additive `ltx2_segment_start` fields that tell how the prompt was written. */
+export function provenanceFields(p: PromptProvenance | undefined): Record<string, string | number | boolean> {
+  if (!p) return {};
+  return {
+    ...(p.original !== undefined ? { original_prompt: p.original } : {}),
+    ...(p.provider !== undefined ? { prompt_provider: p.provider } : {}),
+    ...(p.model !== undefined ? { prompt_model: p.model } : {}),
+    ...(p.latencyMs !== undefined ? { prompt_latency_ms: round(p.latencyMs) } : {}),
+    fallback_used: p.fallbackUsed,
+    ...(p.error !== undefined ? { prompt_error: p.error } : {}),
+  };
 }
 
 /** Where a segment's output and bookkeeping go. */
@@ -99,10 +115,17 @@ export async function runSegmentJob(
   const request = segmentRequest(job, ctx);
   const { segmentIdx } = ctx;
   ctx.encoder.setPtsBase(ctx.ptsBaseMs);
+  const provenance = provenanceFields(job.provenance);
   ports.send(
-    buildServerMessage('ltx2_segment_start', { segment_idx: segmentIdx, prompt: job.prompt, total_steps: request.numInferenceSteps, source: job.source }),
+    buildServerMessage('ltx2_segment_start', {
+      segment_idx: segmentIdx,
+      prompt: job.prompt,
+      total_steps: request.numInferenceSteps,
+      source: job.source,
+      ...provenance,
+    }),
   );
-  ports.log('segment_start', { segment_idx: segmentIdx, prompt: job.prompt, source: job.source });
+  ports.log('segment_start', { segment_idx: segmentIdx, prompt: job.prompt, source: job.source, ...provenance });
   const started = ports.clock();
   let firstMediaAt: number | undefined;
   const outcome = await pumpSegment(ctx.generator, request, ctx.encoder, signal, ports, {

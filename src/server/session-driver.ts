@@ -93,8 +93,14 @@ export class SessionDriver implements SessionHandle {
     this.connection.onMessage((data, isBinary) => this.onFrame(data, isBinary));
     ws.on('close', () => this.end({ kind: 'left' }));
     ws.on('error', (err) => services.logger.debug({ session: session.id, err }, 'socket error'));
-    this.scheduler = new SegmentScheduler(session, services.extender, policy.maxPendingRequests, () => performance.now(), (err) =>
-      services.logger.warn({ session: session.id, err }, 'prompt extender failed; going on with the last prompt'),
+    this.scheduler = new SegmentScheduler(
+      session,
+      services.extender,
+      services.prompts,
+      policy.maxPendingRequests,
+      () => performance.now(),
+      this.lifetime.signal,
+      (err) => services.logger.warn({ session: session.id, err }, 'prompt extender failed; going on with the last prompt'),
     );
     this.finished = this.run();
   }
@@ -192,6 +198,7 @@ export class SessionDriver implements SessionHandle {
       throw new SessionEnded();
     }
     Object.assign(s, sessionFieldsOf(init));
+    s.curatedPrompts = this.allowedCurated(s.curatedPrompts, 'curated_prompts');
     // Moved here by a router: segment indices, the cap and media time go on from where they were.
     if (this.story) {
       s.segmentIdx = this.story.segmentIdx;
@@ -473,19 +480,25 @@ export class SessionDriver implements SessionHandle {
       case 'session_init_v2':
         this.connection.send(errorMessage(ErrorCode.INVALID_MESSAGE, 'type: session already initialised', true));
         return;
-      case 'segment_prompt_source':
-        if (!this.scheduler.enqueue(jobFromRequest(message, performance.now()))) {
-          const limit = this.services.policy.maxPendingRequests;
-          this.connection.send(
-            errorMessage(ErrorCode.GPU_UNAVAILABLE, `segment request queue is full (${limit} waiting); retry after ltx2_segment_complete`, true),
-          );
+      case 'segment_prompt_source': {
+        const queued = this.scheduler.enqueue(jobFromRequest(message, performance.now()));
+        if (queued.ok) return;
+        if (queued.reason === 'blocked') {
+          this.sendBlocked(`prompt: blocked by the safety filter: ${queued.verdict.reason}; the request was not queued`, message.prompt);
+          this.log('prompt_blocked', { prompt: message.prompt, filter: queued.verdict.filter, reason: queued.verdict.reason });
+          return;
         }
+        const limit = this.services.policy.maxPendingRequests;
+        this.connection.send(
+          errorMessage(ErrorCode.GPU_UNAVAILABLE, `segment request queue is full (${limit} waiting); retry after ltx2_segment_complete`, true),
+        );
         return;
+      }
       case 'snapshot_state':
         this.answerSnapshot();
         return;
       case 'seed_prompts_updated':
-        s.curatedPrompts = [...message.seed_prompts];
+        s.curatedPrompts = this.allowedCurated(message.seed_prompts, 'seed_prompts');
         this.scheduler.restartLoop();
         break;
       case 'enhancement_updated':
@@ -503,6 +516,30 @@ export class SessionDriver implements SessionHandle {
     }
     this.log(message.type, { ...message, type: undefined });
     this.scheduler.notify();
+  }
+
+  /**
+   * A curated list without the prompts the safety filter blocks: those are dropped with
+   * one retryable error naming them, so a loop never reaches them.
+   */
+  private allowedCurated(prompts: readonly string[], field: string): string[] {
+    const allowed: string[] = [];
+    const refused: string[] = [];
+    prompts.forEach((prompt, i) => {
+      const verdict = this.services.prompts.check(prompt, 'curated');
+      if (verdict.allowed) allowed.push(prompt);
+      else refused.push(`${field}[${i}]: ${verdict.reason}`);
+    });
+    if (refused.length > 0) {
+      this.sendBlocked(`blocked by the safety filter and left out: ${refused.join('; ')}`);
+      this.log('prompt_blocked', { field, blocked: refused });
+    }
+    return allowed;
+  }
+
+  private sendBlocked(message: string, prompt?: string): void {
+    this.services.metrics.error(ErrorCode.INVALID_MESSAGE);
+    this.connection.send({ ...errorMessage(ErrorCode.INVALID_MESSAGE, message, true), reason: 'prompt_blocked', ...(prompt !== undefined ? { prompt } : {}) });
   }
 
   /** The session's state as the client last could see it; encoded once per state, however often it is asked for. */

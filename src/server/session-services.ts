@@ -16,7 +16,8 @@ import type { TempFiles } from './init-image.js';
 import type { ServerMetrics } from './metrics.js';
 import type { OpeningFrameParser } from './opening-frame.js';
 import type { SessionPolicy } from './policy.js';
-import type { PromptExtender } from './prompt-extender.js';
+import type { PromptExtender } from '../prompts/index.js';
+import type { PromptPreparation } from './segment-scheduler.js';
 import type { ResumeTokens } from './resume-tokens.js';
 import type { SessionEventLog } from './session-log.js';
 
@@ -38,6 +39,8 @@ export interface SessionServices {
   /** States kept behind `gpu_assigned.resume_token`, for a later session to continue from. */
   resumes: ResumeTokens;
   extender: PromptExtender;
+  /** Safety checks and enhancement (the prompt layer). */
+  prompts: PromptPreparation;
   openingFrames: OpeningFrameParser;
   tempFiles: TempFiles;
   metrics: ServerMetrics;

@@ -34,6 +34,19 @@ const DOCUMENTED_DEFAULTS = {
     max_pending_requests: 8,
     reaper_interval_ms: 1000,
     resume_ttl_seconds: 600,
+    prompt: {
+      enabled: false,
+      model: 'gpt-oss-120b',
+      timeout_ms: 20000,
+      providers: [],
+      strategy: 'fallback',
+      auto_extension_timeout_ms: 1800,
+      rewrite_timeout_ms: 20000,
+      temperature: 0.7,
+      max_tokens: 1024,
+      history_prompts: 8,
+    },
+    safety: { enabled: false, block_threshold: 0.5, unsafe_labels: ['unsafe'] },
   },
   pool: { workers: 1 },
   generator: {
@@ -128,7 +141,7 @@ describe('docs/serve.example.yaml', () => {
   it('names every schema field (commented out only when it has no default)', () => {
     const text = readFileSync(EXAMPLE, 'utf8');
     const leaves = (value: object, prefix = ''): string[] =>
-      Object.entries(value).flatMap(([k, v]) => (v && typeof v === 'object' ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`]));
+      Object.entries(value).flatMap(([k, v]) => (v && typeof v === 'object' && !Array.isArray(v) ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`]));
     for (const field of [...leaves(DOCUMENTED_DEFAULTS), 'streaming.preset', 'generator.model_id', 'logging.session_log_dir']) {
       const name = field.split('.').pop() as string;
       expect(text, field).toMatch(new RegExp(`^\\s*(# )?${name}:`, 'm'));
