@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildWeb } from '../../scripts/build-web.js';
 import { readFrameIndex, SyntheticGenerator, type Generator, type GenerationEvent, type SegmentRequest } from '../../src/generation/index.js';
+import { FakeLlm } from '../prompts/fake-llm.js';
 import { startServer, type TestServer } from '../server/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -928,5 +929,221 @@ describe('the player page in Chromium', { timeout: 60_000 }, () => {
     expect((await player(page)).sessions).toBe(1);
     expect(await page.locator('#continue').isHidden()).toBe(true);
     await screenshot(page, 'refused');
+  });
+});
+
+/** A segment as the prompt-layer tests read it from `window.livegenPlayer.segments`. */
+interface PromptSegmentView {
+  session: number;
+  segmentIdx: number;
+  complete: boolean;
+  prompt: string;
+  source?: string;
+  originalPrompt?: string;
+  promptProvider?: string;
+  promptModel?: string;
+  promptLatencyMs?: number;
+  fallbackUsed: boolean;
+  promptError?: string;
+}
+interface PromptErrorView {
+  code: string;
+  message: string;
+  explanation: string;
+  next: string;
+  retryable: boolean;
+  reason?: string;
+  prompt?: string;
+}
+
+describe('the player page with the server\'s prompt layer (a fake LLM on loopback, a blocklist)', { timeout: 60_000 }, () => {
+  /** A word the server's blocklist holds (in none of the page's curated prompts). */
+  const BLOCKED_WORD = 'zeppelinwreck';
+  /** The fake LLM's text for a prompt: recognisably its own. */
+  const enhanced = (prompt: string): string => `a cinematic wide shot of ${prompt}, soft golden light`;
+  let llm: FakeLlm;
+  /** The next LLM call fails with HTTP 500 while this is set. */
+  let llmDown = false;
+  let prompted: TestServer;
+  let blocklistDir: string;
+
+  beforeAll(async () => {
+    llm = await FakeLlm.start((call) => {
+      if (llmDown) return { status: 500, body: { error: { message: 'the fake LLM is down (test)' } } };
+      // The prompt to improve is the user message's last line (the story so far comes before it).
+      const prompt = call.user.split('\n').at(-1) ?? '';
+      return { content: enhanced(prompt) };
+    });
+    blocklistDir = await mkdtemp(join(tmpdir(), 'livegen-blocklist-'));
+    const blocklistPath = join(blocklistDir, 'blocklist.txt');
+    await writeFile(blocklistPath, `${BLOCKED_WORD}\n`);
+    prompted = await startServer(
+      {
+        pool: { workers: 1 },
+        streaming: {
+          prompt: { enabled: true, providers: [{ name: 'fake', base_url: llm.baseUrl, model: 'fake-model' }] },
+          safety: { enabled: true, blocklist_path: blocklistPath },
+        },
+        default_request: { sampling: { width: WIDTH, height: HEIGHT, fps: FPS, num_frames: SHORT_FRAMES } },
+      },
+      { webRoot },
+    );
+  });
+
+  afterEach(async () => {
+    llmDown = false;
+    llm.calls.splice(0);
+    await vi.waitFor(async () => expect(await prompted.sessionCount()).toBe(0), { timeout: 10_000 });
+  });
+
+  afterAll(async () => {
+    await prompted?.close();
+    await llm?.close();
+    if (blocklistDir) await rm(blocklistDir, { recursive: true, force: true });
+  });
+
+  function promptSegments(page: Page): Promise<PromptSegmentView[]> {
+    return page.evaluate(() => (globalThis as unknown as { livegenPlayer: { segments: PromptSegmentView[] } }).livegenPlayer.segments);
+  }
+
+  function promptErrors(page: Page): Promise<PromptErrorView[]> {
+    return page.evaluate(() => (globalThis as unknown as { livegenPlayer: { errors: PromptErrorView[] } }).livegenPlayer.errors);
+  }
+
+  /** The prompt cell of the row of one segment (session 1). */
+  function promptCell(page: Page, segmentIdx: number) {
+    return page.locator(`#segment-rows tr[data-session="1"][data-segment-idx="${segmentIdx}"] td.prompt`);
+  }
+
+  /** Opens the page on the prompt server with auto-extension off (every segment is one asked for) and Enhance prompts ticked. */
+  async function openEnhancing(): Promise<Page> {
+    const page = await openPlayer('', prompted);
+    // Off by default, as on the server.
+    expect(await page.locator('#toggle-enhance').isChecked()).toBe(false);
+    await page.locator('#toggle-auto').uncheck();
+    await page.locator('#toggle-enhance').check();
+    return page;
+  }
+
+  it('Enhance prompts: shows what was typed and what the LLM generated, then the fallback note when the LLM fails; unticked, prompts go as typed', async () => {
+    const page = await openEnhancing();
+    const typed = 'a lighthouse in a storm';
+    await page.fill('#prompt', typed);
+    await page.click('#start');
+    await waitForPlayer(page, "p.segments.length >= 1 && p.segments[0].complete");
+    let segments = await promptSegments(page);
+    expect(segments[0]).toMatchObject({
+      segmentIdx: 0,
+      prompt: enhanced(typed),
+      source: 'enhanced',
+      originalPrompt: typed,
+      promptProvider: 'fake',
+      promptModel: 'fake-model',
+      fallbackUsed: false,
+    });
+    expect(segments[0]?.promptLatencyMs).toBeGreaterThanOrEqual(0);
+    expect(segments[0]?.promptError).toBeUndefined();
+    // The init asked for enhancement: the LLM saw the typed prompt.
+    expect(llm.calls).toHaveLength(1);
+    expect(llm.calls[0]?.body.model).toBe('fake-model');
+    expect(llm.calls[0]?.user).toContain(typed);
+    const first = promptCell(page, 0);
+    expect(await first.getAttribute('data-source')).toBe('enhanced');
+    expect(await first.locator('[data-testid="prompt-original"]').textContent()).toBe(`You typed: “${typed}”`);
+    expect(await first.locator('[data-testid="prompt-generated"]').textContent()).toBe(`→ Generated: “${enhanced(typed)}”`);
+    expect(await first.textContent()).toContain('Enhanced by fake-model via fake');
+    expect(await first.locator('[data-testid="prompt-fallback"]').count()).toBe(0);
+
+    // The LLM fails: the next prompt is generated as typed, and the row says why.
+    llmDown = true;
+    const second = 'the keeper climbs the stairs';
+    await page.fill('#prompt', second);
+    await page.click('#send-prompt');
+    await waitForPlayer(page, `p.segments.some((s) => s.prompt === ${JSON.stringify(second)})`);
+    segments = await promptSegments(page);
+    const fallback = segments.find((s) => s.prompt === second)!;
+    expect(fallback).toMatchObject({ segmentIdx: 1, source: 'user', originalPrompt: second, fallbackUsed: true });
+    expect(fallback.promptError).toContain('HTTP 500');
+    expect(llm.calls).toHaveLength(2);
+    const note = promptCell(page, 1).locator('[data-testid="prompt-fallback"]');
+    expect(await note.textContent()).toContain(`Enhancement unavailable: ${fallback.promptError}; generated as typed.`);
+    expect(await promptCell(page, 1).locator('[data-testid="prompt-original"]').count()).toBe(0);
+    expect(await promptCell(page, 1).getAttribute('data-fallback')).toBe('true');
+
+    // Unticked during the session (enhancement_updated): the next prompt goes to the generator as typed, the LLM not asked.
+    llmDown = false;
+    await page.locator('#toggle-enhance').uncheck();
+    const third = 'dawn breaks over the calm sea';
+    await page.fill('#prompt', third);
+    await page.click('#send-prompt');
+    await waitForPlayer(page, `p.segments.some((s) => s.prompt === ${JSON.stringify(third)} && s.complete)`);
+    segments = await promptSegments(page);
+    expect(segments.find((s) => s.prompt === third)).toMatchObject({ source: 'user', fallbackUsed: false, originalPrompt: undefined });
+    expect(llm.calls).toHaveLength(2);
+    const p = await player(page);
+    expect(p.errors).toEqual([]);
+    expect(p.pendingPrompts).toEqual([]);
+    expect(p.sessions).toBe(1);
+    await screenshot(page, 'prompt-enhancement');
+    await page.click('#leave');
+    await waitForState(page, 'ended');
+  });
+
+  it('a prompt the safety filter blocks: says so in Errors, drops it from the waiting prompts, and the stream goes on', async () => {
+    const page = await openEnhancing();
+    const typed = 'a harbour at night';
+    await page.fill('#prompt', typed);
+    await page.click('#start');
+    await waitForPlayer(page, "p.segments.length >= 1 && p.segments[0].complete");
+
+    const refused = `a ${BLOCKED_WORD} in the harbour`;
+    await page.fill('#prompt', refused);
+    await page.click('#send-prompt');
+    await waitForPlayer(page, "p.errors.some((e) => e.reason === 'prompt_blocked')");
+    const [error] = await promptErrors(page);
+    expect(error).toMatchObject({ code: 'invalid_message', reason: 'prompt_blocked', retryable: true, prompt: refused });
+    expect(error?.explanation).toBe("The server's safety filter blocked a prompt: it was not generated.");
+    expect(error?.message).toContain(`blocked term "${BLOCKED_WORD}"`);
+    expect(error?.next).toContain(`The stream goes on; “${refused}” was not generated.`);
+    const item = page.locator('#errors li[data-reason="prompt_blocked"]');
+    const text = await item.textContent();
+    expect(text).toContain('invalid_message (prompt_blocked, retryable)');
+    expect(text).toContain("The server's safety filter blocked a prompt: it was not generated.");
+    expect(text).toContain('The stream goes on');
+    let p = await player(page);
+    expect(p.pendingPrompts).toEqual([]);
+    expect(p.notice?.text).toContain('safety filter blocked a prompt');
+    // Refused before the LLM: only the first prompt was enhanced.
+    expect(llm.calls).toHaveLength(1);
+
+    // Same session, no reconnect: the next prompt is enhanced and generated.
+    const next = 'fishing boats leave at dawn';
+    await page.fill('#prompt', next);
+    await page.click('#send-prompt');
+    await waitForPlayer(page, `p.segments.some((s) => s.originalPrompt === ${JSON.stringify(next)} && s.complete)`);
+    p = await player(page);
+    expect(p.state).toBe('active');
+    expect(p.sessions).toBe(1);
+    expect(p.reconnects).toBe(0);
+    expect(p.errors).toHaveLength(1);
+    const segments = await promptSegments(page);
+    expect(segments.map((s) => [s.source, s.originalPrompt, s.prompt])).toEqual([
+      ['enhanced', typed, enhanced(typed)],
+      ['enhanced', next, enhanced(next)],
+    ]);
+    expect(segments.some((s) => s.prompt.includes(BLOCKED_WORD))).toBe(false);
+
+    // A curated prompt the filter blocks (seed_prompts_updated): left out of the server's list, said so, the stream goes on.
+    await page.fill('#curated-new', `the ${BLOCKED_WORD} at the pier`);
+    await page.click('#curated-add');
+    await waitForPlayer(page, "p.errors.filter((e) => e.reason === 'prompt_blocked').length === 2");
+    const curated = (await promptErrors(page))[1];
+    expect(curated?.message).toContain('seed_prompts[3]');
+    expect(curated?.next).toContain('left that curated prompt out of its list');
+    expect(curated?.prompt).toBeUndefined();
+    expect((await player(page)).state).toBe('active');
+    await screenshot(page, 'prompt-blocked');
+    await page.click('#leave');
+    await waitForState(page, 'ended');
   });
 });

@@ -3,7 +3,7 @@
  * server → client `error`) and the ones the page and the SDK detect. `what` says what
  * happened; `advice` what the user can do when the page does not retry on its own.
  */
-import type { ClientErrorCode, ErrorCode } from '../../src/client/index.js';
+import type { ClientErrorCode, ErrorCode, ErrorMessage } from '../../src/client/index.js';
 
 /** Codes the page itself raises, besides the protocol's and the SDK's. */
 type PageErrorCode = 'connection_lost' | 'invalid_image' | 'invalid_state_file' | 'no_state' | 'media_error';
@@ -71,6 +71,19 @@ export const ERROR_TEXT: Record<ErrorCode | ClientErrorCode | PageErrorCode, Err
   media_error: { what: 'The browser could not play the media.', advice: 'Press Stop and Start again; try another browser if it keeps happening.' },
 };
 
-export function errorText(code: string): ErrorText {
-  return (ERROR_TEXT as Record<string, ErrorText | undefined>)[code] ?? { what: `An error (${code}).`, advice: 'Press Start to try again.' };
+/** The server's `error.reason` values: a finer cause than the code. */
+export type ErrorReason = NonNullable<ErrorMessage['reason']>;
+
+// Keyed by every reason, so a reason added to the protocol fails the type check until it has words.
+export const ERROR_REASON_TEXT: Record<ErrorReason, ErrorText> = {
+  prompt_blocked: {
+    what: "The server's safety filter blocked a prompt: it was not generated.",
+    advice: 'The stream goes on. Rephrase the prompt and queue it again.',
+  },
+};
+
+/** The words for an error: by its `reason` when the server gave a known one, else by its code. */
+export function errorText(code: string, reason?: string): ErrorText {
+  const byReason = reason === undefined ? undefined : (ERROR_REASON_TEXT as Record<string, ErrorText | undefined>)[reason];
+  return byReason ?? (ERROR_TEXT as Record<string, ErrorText | undefined>)[code] ?? { what: `An error (${code}).`, advice: 'Press Start to try again.' };
 }

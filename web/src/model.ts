@@ -19,8 +19,22 @@ export interface SegmentInfo {
   /** 1 for the first session of the story, 2 for the session Continue or a reconnect opened, … */
   session: number;
   segmentIdx: number;
+  /** The prompt generated: what the user typed, or the LLM's text (`source` `enhanced`, an LLM auto-extension). */
   prompt: string;
+  /** `user`, `curated`, `enhanced` (the server's LLM rewrote the typed prompt), `auto_extension`. */
   source: string | undefined;
+  /**
+   * What the LLM started from, when the server's prompt layer had a hand in it: the typed
+   * prompt (enhancement) or the last prompt (auto-extension).
+   */
+  originalPrompt: string | undefined;
+  /** Who wrote `prompt`, and how long it took (the LLM provider's name, its model). */
+  promptProvider: string | undefined;
+  promptModel: string | undefined;
+  promptLatencyMs: number | undefined;
+  /** The LLM failed, timed out or wrote a blocked prompt: `prompt` is the original (`promptError` says why). */
+  fallbackUsed: boolean;
+  promptError: string | undefined;
   step: number;
   totalSteps: number;
   startedAtMs: number;
@@ -46,6 +60,10 @@ export interface PlayerError {
   next: string;
   retryable: boolean;
   source: 'server' | 'client' | 'media';
+  /** The server's `reason`, when the code alone does not say (`prompt_blocked`). */
+  reason?: string;
+  /** The prompt it concerns (a prompt the safety filter blocked), when the page knows it. */
+  prompt?: string;
 }
 
 /** The one line the page shows above everything else: what is going on now. */

@@ -47,7 +47,11 @@ const RECONNECT_MAX_DELAY_MS = 8000;
  */
 const FINAL_CLOSES = new Set([1000, 1003, 1008, 1009]);
 
-type PromptSource = 'user' | 'curated' | 'auto_extension';
+/**
+ * `enhanced`: a prompt the server's LLM already wrote, asked for again (a resumed session
+ * regenerating a cut segment); the server does not enhance it a second time.
+ */
+type PromptSource = 'user' | 'curated' | 'enhanced' | 'auto_extension';
 
 interface PendingPrompt {
   prompt: string;
@@ -168,6 +172,7 @@ export class PlayerApp {
     el.pause.addEventListener('change', () => this.whenLive((c) => c.setPaused(el.pause.checked)));
     el.loop.addEventListener('change', () => this.whenLive((c) => c.setLoopGeneration(el.loop.checked)));
     el.auto.addEventListener('change', () => this.whenLive((c) => c.setAutoExtension(el.auto.checked)));
+    el.enhance.addEventListener('change', () => this.whenLive((c) => c.setEnhancement(el.enhance.checked)));
     el.downloadState.addEventListener('click', () => void this.download());
     el.stateFile.addEventListener('change', () => void this.loadStateFile());
     el.clearState.addEventListener('click', () => this.setLoadedState(null));
@@ -446,6 +451,7 @@ export class PlayerApp {
         curated_prompts: this.curated.values(),
         loop_generation_enabled: this.el.loop.checked,
         auto_extension_enabled: this.el.auto.checked,
+        enhancement_enabled: this.el.enhance.checked,
         ...(resumeFrom ? { continuation_state: resumeFrom } : {}),
         // The image starts a story; a session resumed from a state goes on from its frames instead.
         ...(image && (kind === 'start' || !resumeFrom) ? { initial_image: { mime: image.mime, name: image.name || undefined, data: image.data } } : {}),
@@ -494,14 +500,24 @@ export class PlayerApp {
       if (!current()) return;
       this.mark('firstSegmentStartMs');
       this.lastPrompt = m.prompt;
-      this.lastSource = m.source === 'curated' || m.source === 'auto_extension' ? m.source : 'user';
-      const waiting = this.pending.findIndex((p) => p.prompt === m.prompt && (m.source === undefined || p.source === m.source));
+      // An enhanced prompt goes on as it is: a resumed session does not ask the LLM again.
+      this.lastSource = m.source === 'curated' || m.source === 'auto_extension' || m.source === 'enhanced' ? m.source : 'user';
+      // What was asked for: an enhanced segment answers the user's typed prompt.
+      const enhancedRequest = m.source === 'enhanced' && m.original_prompt !== undefined;
+      const asked = enhancedRequest ? { prompt: m.original_prompt, source: 'user' } : { prompt: m.prompt, source: m.source };
+      const waiting = this.pending.findIndex((p) => p.prompt === asked.prompt && (asked.source === undefined || p.source === asked.source));
       if (waiting >= 0) this.pending.splice(waiting, 1);
       this.segments.push({
         session: run.number,
         segmentIdx: m.segment_idx,
         prompt: m.prompt,
         source: m.source,
+        originalPrompt: m.original_prompt,
+        promptProvider: m.prompt_provider,
+        promptModel: m.prompt_model,
+        promptLatencyMs: m.prompt_latency_ms,
+        fallbackUsed: m.fallback_used ?? false,
+        promptError: m.prompt_error,
         step: 0,
         totalSteps: m.total_steps,
         startedAtMs: performance.now() - this.startedAt,
@@ -579,10 +595,16 @@ export class PlayerApp {
     });
     client.on('error', (e) => {
       if (!current()) return;
+      const reason = e.source === 'server' ? e.reason : undefined;
       // The socket's error event before an abnormal close: the close says what happened.
       if (e.source === 'client' && e.code === 'connection_failed' && run.opened) return;
-      const entry = this.report(e);
+      const entry = this.report(e, reason);
       if (e.source !== 'server') return;
+      if (reason === 'prompt_blocked') {
+        // Not a failure of the session: it goes on, and a later close is not about this.
+        this.onPromptBlocked(entry, e.prompt);
+        return;
+      }
       run.serverError = { error: e, entry };
       // Errors that end the session get their "next" when the close comes; these keep it open.
       entry.next = run.active ? 'The session goes on.' : '';
@@ -598,6 +620,27 @@ export class PlayerApp {
     client.on('close', (info) => {
       if (current()) this.onSessionClosed(run, info);
     });
+  }
+
+  /**
+   * The server's safety filter refused a prompt: a segment request (named by the error's
+   * `prompt`; not queued, so it leaves the waiting list) or curated prompts (left out of
+   * the server's list). The session goes on.
+   */
+  private onPromptBlocked(entry: PlayerError, prompt: string | undefined): void {
+    if (prompt === undefined) {
+      entry.next = 'The stream goes on: the server left that curated prompt out of its list, so the loop skips it. Edit it to send the list again.';
+    } else {
+      entry.prompt = prompt;
+      const waiting = this.pending.findIndex((p) => p.prompt === prompt);
+      if (waiting >= 0) this.pending.splice(waiting, 1);
+      // A story whose first prompt was refused has no prompt to go on with after a reconnect.
+      if (this.segments.length === 0 && this.lastPrompt === prompt) this.lastPrompt = '';
+      entry.next = `The stream goes on; “${prompt}” was not generated. Rephrase it and queue it again.`;
+    }
+    this.notice = { kind: 'warning', text: this.describeError(entry) };
+    renderErrors(this.el.errors, this.errors);
+    this.render();
   }
 
   /** Decides what a closed session means for the story: the end, Continue, or a reconnect. */
@@ -798,13 +841,13 @@ export class PlayerApp {
     this.render();
   }
 
-  private report(err: unknown): PlayerError {
-    if (err instanceof LivegenError) return this.fail(err.source, err.code, err.message, err.retryable);
+  private report(err: unknown, reason?: string): PlayerError {
+    if (err instanceof LivegenError) return this.fail(err.source, err.code, err.message, err.retryable, reason);
     return this.fail('client', 'internal_error', err instanceof Error ? err.message : String(err));
   }
 
-  private fail(source: PlayerError['source'], code: string, message: string, retryable = false): PlayerError {
-    const text = errorText(code);
+  private fail(source: PlayerError['source'], code: string, message: string, retryable = false, reason?: string): PlayerError {
+    const text = errorText(code, reason);
     const entry: PlayerError = {
       at: new Date().toISOString(),
       code,
@@ -813,6 +856,7 @@ export class PlayerApp {
       next: source === 'server' ? '' : text.advice,
       retryable,
       source,
+      ...(reason === undefined ? {} : { reason }),
     };
     this.errors.push(entry);
     renderErrors(this.el.errors, this.errors);

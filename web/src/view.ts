@@ -25,6 +25,7 @@ export function findElements() {
     pause: byId<HTMLInputElement>('toggle-pause'),
     loop: byId<HTMLInputElement>('toggle-loop'),
     auto: byId<HTMLInputElement>('toggle-auto'),
+    enhance: byId<HTMLInputElement>('toggle-enhance'),
     imageFile: byId<HTMLInputElement>('image-file'),
     imageThumb: byId<HTMLImageElement>('image-thumb'),
     imageInfo: byId<HTMLElement>('image-info'),
@@ -59,6 +60,54 @@ function cell(text: string, className?: string): HTMLTableCellElement {
   return td;
 }
 
+function line(text: string, className: string): HTMLDivElement {
+  const div = document.createElement('div');
+  div.className = className;
+  div.textContent = text;
+  return div;
+}
+
+/** Who wrote the prompt: "fake-model via fake, 412 ms". */
+function promptAuthor(s: SegmentInfo): string {
+  const who = s.promptModel && s.promptProvider ? `${s.promptModel} via ${s.promptProvider}` : (s.promptModel ?? s.promptProvider);
+  const took = s.promptLatencyMs === undefined ? undefined : ms(s.promptLatencyMs);
+  return [who, took].filter((part) => part !== undefined).join(', ');
+}
+
+/**
+ * The prompt cell: the prompt generated; when the server's LLM wrote it, what it started
+ * from ("You typed: … → Generated: …") and who wrote it; when the LLM failed, why, and that
+ * the original was generated instead.
+ */
+function promptCell(s: SegmentInfo): HTMLTableCellElement {
+  const td = document.createElement('td');
+  td.className = 'prompt';
+  td.dataset.source = s.source ?? '';
+  td.dataset.fallback = String(s.fallbackUsed);
+  const extension = s.source === 'auto_extension';
+  const rewritten = s.originalPrompt !== undefined && s.originalPrompt !== s.prompt;
+  if (rewritten) {
+    const original = line(`${extension ? 'Continued from' : 'You typed'}: “${s.originalPrompt}”`, 'prompt-original');
+    original.dataset.testid = 'prompt-original';
+    td.append(original);
+  }
+  const generated = line(rewritten ? `→ Generated: “${s.prompt}”` : s.prompt, 'prompt-generated');
+  generated.dataset.testid = 'prompt-generated';
+  td.append(generated);
+  const author = promptAuthor(s);
+  if (author && !s.fallbackUsed) td.append(line(`${extension ? 'Continued' : 'Enhanced'} by ${author}`, 'prompt-author'));
+  if (s.fallbackUsed) {
+    const why = s.promptError ?? 'the LLM did not answer';
+    const text = extension
+      ? `Continuation by the LLM unavailable: ${why}; the last prompt goes on.`
+      : `Enhancement unavailable: ${why}; generated as typed.`;
+    const note = line(author ? `${text} (${author})` : text, 'prompt-fallback');
+    note.dataset.testid = 'prompt-fallback';
+    td.append(note);
+  }
+  return td;
+}
+
 export function renderSegments(tbody: HTMLTableSectionElement, segments: SegmentInfo[]): void {
   tbody.replaceChildren(
     ...segments.map((s) => {
@@ -74,7 +123,7 @@ export function renderSegments(tbody: HTMLTableSectionElement, segments: Segment
       row.append(
         cell(String(s.session), 'num'),
         cell(String(s.segmentIdx), 'num'),
-        cell(s.prompt),
+        promptCell(s),
         cell(s.source ?? '–'),
         steps,
         cell(ms(s.firstMediaMs), 'num'),
@@ -101,8 +150,10 @@ export function renderErrors(list: HTMLUListElement, errors: PlayerError[]): voi
       const li = document.createElement('li');
       li.dataset.code = e.code;
       li.dataset.source = e.source;
+      if (e.reason) li.dataset.reason = e.reason;
       const head = document.createElement('strong');
-      head.textContent = `${e.at.slice(11, 19)}  ${e.code}${e.retryable ? ' (retryable)' : ''}: `;
+      const flags = [e.reason, e.retryable ? 'retryable' : undefined].filter((f) => f !== undefined);
+      head.textContent = `${e.at.slice(11, 19)}  ${e.code}${flags.length > 0 ? ` (${flags.join(', ')})` : ''}: `;
       const said = e.message ? ` ${e.source === 'server' ? 'The server said' : 'Detail'}: “${e.message}”.` : '';
       li.append(head, `${e.explanation}${said}${e.next ? ` ${e.next}` : ''}`);
       return li;
