@@ -40,6 +40,8 @@ export interface RoutedSessionServices {
   /** Client send backlog past which the replica's socket stops being read, and where it resumes. */
   highWaterBytes: number;
   lowWaterBytes: number;
+  /** How long the client's backlog may stay above the high watermark before it is closed 1013. */
+  stallTimeoutMs: number;
   /** Largest frame an upstream socket accepts (the replica's own limits apply before). */
   maxFrameBytes: number;
 }
@@ -60,6 +62,13 @@ const TOGGLES: Record<string, { field: Toggle; key: 'enabled' | 'paused' }> = {
   loop_generation_updated: { field: 'loop_generation_enabled', key: 'enabled' },
   generation_paused_updated: { field: 'generation_paused', key: 'paused' },
 };
+
+/**
+ * After closing a client that stopped reading, how long it gets to drain what is queued
+ * for it (its close frame comes last) before the TCP connection is dropped; it gets
+ * another period as long as it makes progress. The replica drops after a fixed second.
+ */
+const SLOW_CLIENT_DROP_MS = 1000;
 
 /** Upstream close codes that mean "this replica is gone or leaving", not "this session ended". */
 const MOVE_ON_CLOSE = new Set([1001, 1005, 1006, 1012]);
@@ -94,6 +103,20 @@ export class RoutedSession {
   private started = false;
   private moving: 'replica_lost' | 'replica_draining' | undefined;
   private upstreamPaused = false;
+  /** Judges a client whose backlog stays high while the replica's socket is held back. */
+  private stallTimer: NodeJS.Timeout | undefined;
+  /**
+   * Settles once the opening frame phase is over: the init arrived, was refused, never
+   * came, or the client left. Until then the session counts as a pending init.
+   */
+  readonly opened: Promise<void>;
+  private settleOpened: () => void = () => undefined;
+  /**
+   * Settles when the session ends, before its close frame goes: a client that sees the
+   * close finds the router no longer counting it (as a replica's `/health` does not).
+   */
+  readonly done: Promise<void>;
+  private settleDone: () => void = () => undefined;
 
   constructor(
     private readonly services: RoutedSessionServices,
@@ -101,6 +124,8 @@ export class RoutedSession {
     private readonly req: IncomingMessage,
   ) {
     this.id = `${services.routerId}-${(++sessionCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    this.opened = new Promise((resolve) => (this.settleOpened = resolve));
+    this.done = new Promise((resolve) => (this.settleDone = resolve));
     client.on('close', () => this.end('client left'));
     client.on('error', () => undefined);
     void this.run();
@@ -109,6 +134,11 @@ export class RoutedSession {
   /** The replica this session streams from now (for cluster `/status`). */
   get replica(): string | undefined {
     return this.lease?.replicaId;
+  }
+
+  /** Whether the replica's socket is not being read because the client's backlog is high. */
+  get holdingUpstream(): boolean {
+    return this.upstreamPaused;
   }
 
   /** Ends the upstream socket at once (its replica vanished from the registry): the session moves. */
@@ -121,6 +151,7 @@ export class RoutedSession {
   private async run(): Promise<void> {
     try {
       const text = await this.receiveInit();
+      this.settleOpened();
       if (text === undefined) return;
       if (!(await this.checkPreset())) return;
       let place: boolean;
@@ -152,7 +183,12 @@ export class RoutedSession {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.client.off('message', onMessage);
-        this.refuse(ErrorCode.INVALID_MESSAGE, `no session_init_v2 within ${this.services.initTimeoutMs / 1000} s`, CloseCode.NORMAL, false);
+        // As on a replica (PROTOCOL.md: "no init within the timeout: the session ends
+        // timeout"): the timeout notice, then close 1000; not an error frame.
+        const seconds = this.services.initTimeoutMs / 1000;
+        this.sendJson(buildServerMessage('session_timeout', { timeout_seconds: seconds }));
+        this.services.metrics.refused('session_timeout');
+        this.finish(CloseCode.NORMAL, 'session timeout');
         resolve(undefined);
       }, this.services.initTimeoutMs);
       const onMessage = (data: RawData, isBinary: boolean): void => {
@@ -404,23 +440,86 @@ export class RoutedSession {
     this.forward(buffer, false);
   }
 
+  /**
+   * Backpressure end to end: past the high watermark the replica's socket is no longer
+   * read, so its kernel buffers fill and the replica's own send backlog holds its media
+   * back; nothing piles up here beyond the watermark and the frames already read. Reading
+   * resumes at the low watermark (from the send callbacks, as the backlog drains).
+   */
   private forward(buffer: Buffer, binary: boolean): void {
     const client = this.client;
     if (client.readyState !== WebSocket.OPEN) return;
     client.send(buffer, { binary }, () => this.maybeResume());
     this.services.metrics.proxied('down', buffer.length);
-    // Backpressure end to end: a client that reads slowly stops the replica's socket being read.
     if (!this.upstreamPaused && client.bufferedAmount > this.services.highWaterBytes && this.upstream) {
       this.upstreamPaused = true;
       this.upstream.pause();
+      this.watchStall();
     }
   }
 
   private maybeResume(): void {
     if (this.upstreamPaused && this.client.bufferedAmount <= this.services.lowWaterBytes) {
       this.upstreamPaused = false;
+      this.stopWatchingStall();
       this.upstream?.resume();
     }
+  }
+
+  /**
+   * The router judges a client that stopped reading itself, as a replica does
+   * (`limits.client_stall_timeout_seconds`): it cannot rely on the replica's judgement,
+   * because the replica's error and close frame wait in the very socket the router is not
+   * reading. Its backlog crosses the watermark before the replica's, so with the same
+   * timeout it judges first. Still above the high watermark, or no byte drained since the
+   * last look: closed 1013. Draining slowly between the watermarks: judged again later.
+   * Judged after pending I/O, so writes that drained it during an event-loop stall count.
+   */
+  private watchStall(): void {
+    const backlogThen = this.client.bufferedAmount;
+    this.stallTimer = setTimeout(() => {
+      setImmediate(() => {
+        this.stallTimer = undefined;
+        if (this.ended || !this.upstreamPaused) return;
+        const backlog = this.client.bufferedAmount;
+        if (backlog > this.services.highWaterBytes || backlog >= backlogThen) this.closeSlowClient();
+        else this.watchStall();
+      });
+    }, this.services.stallTimeoutMs);
+    this.stallTimer.unref();
+  }
+
+  private stopWatchingStall(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
+  /**
+   * The replica's slow-client ending, applied here: a retryable `internal_error`, close
+   * 1013. Both go after the backlog, so a client that never reads again never sees them:
+   * its TCP connection is dropped unless it drains within SLOW_CLIENT_DROP_MS.
+   */
+  private closeSlowClient(): void {
+    if (this.ended) return;
+    const client = this.client;
+    this.services.logger.info({ session: this.id, backlog: client.bufferedAmount }, 'client is not reading fast enough: closing it (1013)');
+    this.sendJson(errorMessage(ErrorCode.INTERNAL_ERROR, 'client is not reading fast enough: closing', true));
+    this.services.metrics.refused('slow_client');
+    this.finish(CloseCode.TRY_AGAIN_LATER, 'client too slow');
+    let backlogThen = client.bufferedAmount;
+    const drop = setInterval(() => {
+      // After pending I/O, like the stall: writes done during an event-loop stall are progress.
+      setImmediate(() => {
+        const backlog = client.bufferedAmount;
+        if (client.readyState === WebSocket.CLOSED) clearInterval(drop);
+        else if (backlog === 0 || backlog >= backlogThen) {
+          // All written (the close frame too, which the kernel still delivers), or stuck.
+          clearInterval(drop);
+          client.terminate();
+        } else backlogThen = backlog;
+      });
+    }, SLOW_CLIENT_DROP_MS);
+    drop.unref();
   }
 
   // ----------------------------------------------------------------- endings
@@ -428,6 +527,7 @@ export class RoutedSession {
   private onUpstreamClose(lease: ReplicaLease, code: number, reason: string, sawFrame: boolean): void {
     const heldBack = this.upstreamPaused;
     this.upstreamPaused = false;
+    this.stopWatchingStall();
     this.services.admission.release(lease);
     this.lease = undefined;
     if (this.ended) return;
@@ -435,7 +535,7 @@ export class RoutedSession {
     if (leaving && heldBack) {
       // The replica gave up while this router held its socket back for a client that does
       // not read: the client is the cause, and moving it would only repeat this elsewhere.
-      this.refuse(ErrorCode.INTERNAL_ERROR, 'client is not reading fast enough: closing', CloseCode.TRY_AGAIN_LATER, true);
+      this.closeSlowClient();
       return;
     }
     if (leaving && (this.resumeToken !== undefined || !this.active)) {
@@ -467,13 +567,20 @@ export class RoutedSession {
   private end(why: string): void {
     if (this.ended) return;
     this.ended = true;
+    this.settleOpened();
+    this.settleDone();
     this.lifetime.abort(new Error(why));
+    this.stopWatchingStall();
     const upstream = this.upstream;
     this.upstream = undefined;
     if (upstream) {
-      if (upstream.readyState === WebSocket.OPEN) upstream.close(CloseCode.NORMAL, 'client left');
+      // A socket held back cannot complete a close handshake (the replica's answer would
+      // wait behind the media this router is not reading, and the replica reads nothing
+      // while its own backlog is high): it is dropped, and the replica frees the worker now.
+      if (upstream.readyState === WebSocket.OPEN && !this.upstreamPaused) upstream.close(CloseCode.NORMAL, 'client left');
       else upstream.terminate();
     }
+    this.upstreamPaused = false;
     if (this.lease) this.services.admission.release(this.lease);
     this.lease = undefined;
     if (this.placeTaken) this.services.releaseSessionPlace();
@@ -503,7 +610,8 @@ export class RoutedSession {
   }
 
   private sendText(text: string): void {
-    if (this.client.readyState === WebSocket.OPEN) this.client.send(text);
+    // Its callback too may be the one that finds the backlog drained.
+    if (this.client.readyState === WebSocket.OPEN) this.client.send(text, () => this.maybeResume());
   }
 }
 

@@ -41,10 +41,27 @@ export class RouterMetrics {
     registers: [this.registry],
   });
 
-  constructor(read: { sessions: () => number; queueDepth: () => number; replicas: () => number }) {
+  constructor(read: { sessions: () => number; queueDepth: () => number; replicas: () => number; clientBacklogBytes: () => number; heldUpstreams: () => number }) {
     new Gauge({ name: 'livegen_router_sessions', help: 'Client sockets this router holds', registers: [this.registry], collect() { this.set(read.sessions()); } });
     new Gauge({ name: 'livegen_router_queue_depth', help: 'Sessions waiting in the global queue', registers: [this.registry], collect() { this.set(read.queueDepth()); } });
     new Gauge({ name: 'livegen_router_replicas', help: 'Live replicas this router sees', registers: [this.registry], collect() { this.set(read.replicas()); } });
+    // What backpressure leaves in this router's memory: bounded by the high watermark per session.
+    new Gauge({
+      name: 'livegen_router_client_backlog_bytes',
+      help: 'Bytes queued to clients and not yet handed to the kernel, over all sessions',
+      registers: [this.registry],
+      collect() {
+        this.set(read.clientBacklogBytes());
+      },
+    });
+    new Gauge({
+      name: 'livegen_router_held_upstreams',
+      help: "Sessions whose replica socket is not read because the client's backlog passed the high watermark",
+      registers: [this.registry],
+      collect() {
+        this.set(read.heldUpstreams());
+      },
+    });
   }
 
   granted(waitMs: number, move: boolean): void {

@@ -71,11 +71,20 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
     sessionCounter: perKey,
   });
   const sessions = new Set<RoutedSession>();
+  /** Client sockets whose opening frame has not arrived yet: bounded by `limits.max_pending_inits`, as on a replica. */
+  let pendingInits = 0;
   let replicas: ReplicaRecord[] = [];
   let redisUp = false;
   let shuttingDown = false;
 
-  const metrics = new RouterMetrics({ sessions: () => sessions.size, queueDepth: () => admission.queueDepth, replicas: () => replicas.length });
+  const metrics = new RouterMetrics({
+    sessions: () => sessions.size,
+    queueDepth: () => admission.queueDepth,
+    replicas: () => replicas.length,
+    // Every client socket still open, a session that ended while its client drains included.
+    clientBacklogBytes: () => [...wss.clients].reduce((n, ws) => n + ws.bufferedAmount, 0),
+    heldUpstreams: () => [...sessions].filter((s) => s.holdingUpstream).length,
+  });
   const { limits } = config;
   const services = {
     routerId: id,
@@ -102,6 +111,7 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
     queueTimeoutMs: policy.queueTimeoutMs,
     highWaterBytes: limits.send_high_water_bytes,
     lowWaterBytes: limits.send_low_water_bytes,
+    stallTimeoutMs: limits.client_stall_timeout_seconds * 1000,
     maxFrameBytes: MAX_INIT_FRAME_BYTES,
   };
 
@@ -254,7 +264,7 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
     if (!admitted) {
       if (ws.readyState === ws.OPEN) {
         ws.send(encodeServerMessage(errorMessage(ErrorCode.SESSION_REJECTED, 'this API key holds its maximum of concurrent sessions', true)));
-        ws.close(CloseCode.POLICY_VIOLATION, 'session limit for this key');
+        refuseSocket(ws, CloseCode.POLICY_VIOLATION, 'session limit for this key');
       }
       metrics.refused(ErrorCode.SESSION_REJECTED);
       return;
@@ -263,13 +273,37 @@ export function createRouter(config: ServeConfig, overrides: RouterOverrides = {
       void access.closeSession(keyId).catch(() => undefined);
       return;
     }
+    // Connections that have not sent their init cost memory and a socket but no session
+    // place; without this bound a client could hold any number of them (PROTOCOL.md's
+    // rules hold through a router as on a replica: session_rejected, close 1013).
+    if (pendingInits >= limits.max_pending_inits) {
+      ws.send(encodeServerMessage(errorMessage(ErrorCode.SESSION_REJECTED, `router is full: too many connections waiting to initialise (${limits.max_pending_inits})`, true)));
+      refuseSocket(ws, CloseCode.TRY_AGAIN_LATER, 'router full');
+      metrics.refused(ErrorCode.SESSION_REJECTED);
+      void access.closeSession(keyId).catch(() => undefined);
+      return;
+    }
     const session = new RoutedSession(services, ws, req);
     sessions.add(session);
+    pendingInits += 1;
+    void session.opened.then(() => (pendingInits -= 1));
+    // Uncounted as soon as it ends (before its close frame goes), not when the socket has closed.
+    void session.done.then(() => sessions.delete(session));
     ws.resume();
     ws.once('close', () => {
       sessions.delete(session);
       void access.closeSession(keyId).catch(() => undefined);
     });
+  }
+
+  /**
+   * Closes a socket refused before its session started. It was paused until a session
+   * would listen: read again, so the client's answering close frame is seen and the
+   * socket goes now rather than at ws's 30 s close timeout.
+   */
+  function refuseSocket(ws: WebSocket, code: number, reason: string): void {
+    ws.resume();
+    ws.close(code, reason);
   }
 
   let baseUrl = '';
