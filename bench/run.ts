@@ -17,12 +17,13 @@ import { fastvideo } from './fastvideo.js';
 import { firstMedia } from './first-media.js';
 import { hostile } from './hostile.js';
 import { liveStreams } from './live-streams.js';
+import { prompts } from './prompts.js';
 import { startup } from './startup.js';
 import { tail } from './tail.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
 import { build } from '../scripts/build.js';
 
-const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, cluster, fastvideo];
+const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, cluster, prompts, fastvideo];
 
 function usage(): string {
   return [
