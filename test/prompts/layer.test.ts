@@ -183,7 +183,12 @@ class Observed implements PromptObserver {
   }
 }
 
-async function layerWith(reply: ReplyFn, safety?: PromptSafety): Promise<{ layer: PromptLayer; fake: FakeLlm; observer: Observed }> {
+/** Generous deadlines unless a test is about them: a loaded machine must not turn a success into a timeout. */
+async function layerWith(
+  reply: ReplyFn,
+  safety?: PromptSafety,
+  timeouts = { enhanceMs: 10_000, autoExtensionMs: 10_000, rewriteMs: 10_000 },
+): Promise<{ layer: PromptLayer; fake: FakeLlm; observer: Observed }> {
   const fake = await FakeLlm.start(reply);
   fakes.push(fake);
   const observer = new Observed();
@@ -192,7 +197,7 @@ async function layerWith(reply: ReplyFn, safety?: PromptSafety): Promise<{ layer
     providers: new ProviderSet([{ provider, timeoutMs: 5000 }], 'fallback', observer),
     systemPrompts: new SystemPrompts(undefined),
     safety: safety ?? new PromptSafety({ enabled: false, blockThreshold: 0.5, unsafeLabels: ['unsafe'] }),
-    timeouts: { enhanceMs: 500, autoExtensionMs: 300, rewriteMs: 500 },
+    timeouts,
     maxTokens: 200,
     temperature: 0.7,
     historyPrompts: 2,
@@ -216,7 +221,7 @@ describe('the prompt layer', () => {
 
   it('gives back the raw prompt with the reason when the LLM fails or is late', async () => {
     for (const reply of [{ status: 500 }, { delayMs: 3000 }, { body: 'garbage' }]) {
-      const { layer, observer } = await layerWith(() => reply);
+      const { layer, observer } = await layerWith(() => reply, undefined, { enhanceMs: 300, autoExtensionMs: 300, rewriteMs: 300 });
       const out = await layer.enhance('a fox jumps', { history: [], signal: new AbortController().signal });
       expect(out).toMatchObject({ prompt: 'a fox jumps', enhanced: false, fallbackUsed: true });
       expect(out.error).toMatch(/server_error|timeout|malformed/);

@@ -172,7 +172,11 @@ describe('enhancement', () => {
 describe('auto-extension by the LLM', () => {
   it('writes the next prompt from the story so far, asked while the segment before it generates', async () => {
     let n = 0;
-    await serverWithLlm(() => ({ content: `chapter ${++n}` }), { streaming: { generation_segment_cap: 3 }, generator: { synthetic: { pace: 'realtime' } } });
+    await serverWithLlm(() => ({ content: `chapter ${++n}` }), {
+      streaming: { generation_segment_cap: 3 },
+      prompt: { auto_extension_timeout_ms: 10_000 },
+      generator: { synthetic: { pace: 'realtime' } },
+    });
     const c = await client({ auto_extension_enabled: true, curated_prompts: ['a plan'] });
     c.send({ type: 'segment_prompt_source', prompt: 'a fox wakes' });
     await c.closed;
