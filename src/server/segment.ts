@@ -45,9 +45,56 @@ export function provenanceFields(p: PromptProvenance | undefined): Record<string
   };
 }
 
+/**
+ * What a segment tells its client, in the order it happens; each wire dialect shapes its
+ * own frames from these (`/v1/stream`: `v1SegmentEvents`).
+ */
+export interface SegmentEvents {
+  started(e: { segmentIdx: number; prompt: string; totalSteps: number; source: PromptSource; provenance: Record<string, string | number | boolean> }): void;
+  step(e: { segmentIdx: number; step: number; totalSteps: number; stepMs: number; elapsedMs: number }): void;
+  /** Just before the segment's first binary frame. */
+  mediaStarted(e: { segmentIdx: number; mime: string; streamId: string; mode: StreamMode }): void;
+  /** After the segment's last binary frame, before its state is stored. */
+  mediaFinished(e: { segmentIdx: number; streamId: string; chunks: number; bytes: number; durationMs: number; ptsBaseMs: number }): void;
+  /** The segment is fully shipped and counted. */
+  completed(e: { segmentIdx: number; generationTimeMs: number; e2eMs: number }): void;
+}
+
+/** The `/v1/stream` frames of a segment (PROTOCOL.md). */
+export function v1SegmentEvents(send: (message: ServerMessage) => void): SegmentEvents {
+  return {
+    started: (e) =>
+      send(buildServerMessage('ltx2_segment_start', { segment_idx: e.segmentIdx, prompt: e.prompt, total_steps: e.totalSteps, source: e.source, ...e.provenance })),
+    step: (e) =>
+      send(
+        buildServerMessage('step_complete', {
+          segment_idx: e.segmentIdx,
+          step: e.step,
+          total_steps: e.totalSteps,
+          stage: 'denoise',
+          timings: { step_ms: round(e.stepMs), elapsed_ms: round(e.elapsedMs) },
+        }),
+      ),
+    mediaStarted: (e) => send(buildServerMessage('media_init', { segment_idx: e.segmentIdx, mime: e.mime, stream_id: e.streamId, mode: e.mode })),
+    mediaFinished: (e) =>
+      send(
+        buildServerMessage('media_segment_complete', {
+          segment_idx: e.segmentIdx,
+          stream_id: e.streamId,
+          chunks: e.chunks,
+          bytes: e.bytes,
+          duration_ms: round(e.durationMs),
+          pts_base_ms: round(e.ptsBaseMs),
+        }),
+      ),
+    completed: (e) =>
+      send(buildServerMessage('ltx2_segment_complete', { segment_idx: e.segmentIdx, generation_time_ms: round(e.generationTimeMs), e2e_latency_ms: round(e.e2eMs) })),
+  };
+}
+
 /** Where a segment's output and bookkeeping go. */
 export interface SegmentPorts {
-  send(message: ServerMessage): void;
+  events: SegmentEvents;
   /** Resolves when the connection can take more (backpressure). */
   sendBinary(data: Buffer): Promise<void>;
   storeState(state: ContinuationState): Promise<void>;
@@ -116,56 +163,31 @@ export async function runSegmentJob(
   const { segmentIdx } = ctx;
   ctx.encoder.setPtsBase(ctx.ptsBaseMs);
   const provenance = provenanceFields(job.provenance);
-  ports.send(
-    buildServerMessage('ltx2_segment_start', {
-      segment_idx: segmentIdx,
-      prompt: job.prompt,
-      total_steps: request.numInferenceSteps,
-      source: job.source,
-      ...provenance,
-    }),
-  );
+  ports.events.started({ segmentIdx, prompt: job.prompt, totalSteps: request.numInferenceSteps, source: job.source, provenance });
   ports.log('segment_start', { segment_idx: segmentIdx, prompt: job.prompt, source: job.source, ...provenance });
   const started = ports.clock();
   let firstMediaAt: number | undefined;
   const outcome = await pumpSegment(ctx.generator, request, ctx.encoder, signal, ports, {
-    onStep: (step, totalSteps, stepMs, elapsedMs) =>
-      ports.send(
-        buildServerMessage('step_complete', {
-          segment_idx: segmentIdx,
-          step,
-          total_steps: totalSteps,
-          stage: 'denoise',
-          timings: { step_ms: round(stepMs), elapsed_ms: round(elapsedMs) },
-        }),
-      ),
+    onStep: (step, totalSteps, stepMs, elapsedMs) => ports.events.step({ segmentIdx, step, totalSteps, stepMs, elapsedMs }),
     onMediaStart: (streamId, mime) => {
       firstMediaAt = ports.clock();
-      ports.send(buildServerMessage('media_init', { segment_idx: segmentIdx, mime, stream_id: streamId, mode: ctx.streamMode }));
+      ports.events.mediaStarted({ segmentIdx, mime, streamId, mode: ctx.streamMode });
     },
   });
   if (outcome.chunks === 0 && outcome.bytes === 0) throw new Error('segment produced no media');
-  ports.send(
-    buildServerMessage('media_segment_complete', {
-      segment_idx: segmentIdx,
-      stream_id: outcome.streamId,
-      chunks: outcome.chunks,
-      bytes: outcome.bytes,
-      duration_ms: round(outcome.durationMs),
-      pts_base_ms: round(ctx.ptsBaseMs),
-    }),
-  );
+  ports.events.mediaFinished({
+    segmentIdx,
+    streamId: outcome.streamId,
+    chunks: outcome.chunks,
+    bytes: outcome.bytes,
+    durationMs: outcome.durationMs,
+    ptsBaseMs: ctx.ptsBaseMs,
+  });
   if (outcome.continuationState) await ports.storeState(outcome.continuationState);
   const result: SegmentResult = { continuationState: outcome.continuationState, durationMs: outcome.durationMs };
   beforeComplete(result);
   const e2eMs = ports.clock() - job.receivedAt;
-  ports.send(
-    buildServerMessage('ltx2_segment_complete', {
-      segment_idx: segmentIdx,
-      generation_time_ms: round(outcome.generationTimeMs),
-      e2e_latency_ms: round(e2eMs),
-    }),
-  );
+  ports.events.completed({ segmentIdx, generationTimeMs: outcome.generationTimeMs, e2eMs });
   ports.segmentCompleted({
     generationMs: outcome.generationTimeMs,
     e2eMs,

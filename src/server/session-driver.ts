@@ -16,7 +16,7 @@ import { ClientConnection } from './connection.js';
 import { endingSpec, type Ending } from './endings.js';
 import type { InitImageFile } from './init-image.js';
 import { refusalOf, sessionFieldsOf, type OpeningFrame } from './opening-frame.js';
-import { runSegmentJob, type SegmentJob, type SegmentPorts } from './segment.js';
+import { runSegmentJob, v1SegmentEvents, type SegmentJob, type SegmentPorts } from './segment.js';
 import { jobFromRequest, SegmentScheduler } from './segment-scheduler.js';
 import type { ResumeClaim } from './resume-tokens.js';
 import type { SessionEventLog } from './session-log.js';
@@ -381,7 +381,7 @@ export class SessionDriver implements SessionHandle {
   private segmentPorts(): SegmentPorts {
     const s = this.session;
     return {
-      send: (message) => this.connection.send(message),
+      events: v1SegmentEvents((message) => this.connection.send(message)),
       sendBinary: (data) => this.connection.sendBinary(data),
       storeState: (state) => this.storeState(state),
       segmentCompleted: (figures) => this.services.metrics.segmentCompleted(figures),
