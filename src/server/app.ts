@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import type { ContinuedStory } from './session-driver.js';
 import { encodedSnapshot } from './snapshots.js';
 import { AccessControl, parseEnvApiKeys } from './access.js';
 import { createHttpFront } from './http-front.js';
-import type { ServeConfig } from './config.js';
+import { ConfigError, type ServeConfig } from './config.js';
 import { StreamEndpoint, STREAM_PATH } from './endpoint.js';
 import { TempFiles } from './init-image.js';
 import { ServerMetrics } from './metrics.js';
@@ -320,6 +321,8 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     resumes,
     extender: overrides.extender ?? prompts.extender() ?? new RepeatLastPromptExtender(),
     prompts,
+    workersTotal: () => pool.total,
+    workersAvailable: () => pool.available,
     openingFrames,
     tempFiles,
     metrics,
@@ -400,7 +403,10 @@ export function createLivegenServer(config: ServeConfig, overrides: ServerOverri
     prompts: () => prompts.status(),
   });
   const routes = buildRoutes(status, metrics);
-  const webRoot = overrides.webRoot ?? fileURLToPath(new URL('../../web/dist', import.meta.url));
+  const webRoot = overrides.webRoot ?? (config.server.web_root ? resolve(config.server.web_root) : fileURLToPath(new URL('../../web/dist', import.meta.url)));
+  if (config.server.web_root && !existsSync(join(webRoot, 'index.html'))) {
+    throw new ConfigError(`server.web_root: ${webRoot} has no index.html (expected a static site, e.g. the Dreamverse app's out/)`);
+  }
   const http: Server = createHttpFront(limits, { routes, access, webRoot, logger });
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => endpoint.handleUpgrade(req, socket, head));
 

@@ -20,6 +20,8 @@ const ServerSection = z
     port: z.number().int().min(0).max(65535).default(8000),
     /** On SIGTERM/SIGINT, how long running segments may finish before their sessions are closed. */
     shutdown_grace_seconds: z.number().min(0).default(30),
+    /** A directory of static files served at `/` instead of livegen's player (e.g. the Dreamverse app's `out/`). */
+    web_root: z.string().min(1).optional(),
   })
   .prefault({});
 

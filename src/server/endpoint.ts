@@ -1,5 +1,5 @@
 /**
- * The WebSocket endpoint `/v1/stream`: every upgrade request goes through here. It
+ * The WebSocket endpoints, `/v1/stream` and the Dreamverse dialect's `/ws`: every upgrade request goes through here. It
  * refuses what it must (wrong path, shutting down, access control) with a plain HTTP
  * answer, hands accepted connections to a SessionDriver, pings every connection, and
  * keeps a budget on the bytes of opening frames being received at once.
@@ -14,11 +14,14 @@ import { SessionRejected } from '../session/index.js';
 import type { AccessControl } from './access.js';
 import { ClientConnection } from './connection.js';
 import type { ServerMetrics } from './metrics.js';
+import { DreamverseDriver } from './dreamverse-driver.js';
 import { SessionDriver, type ContinuedStory } from './session-driver.js';
 import type { SessionServices } from './session-services.js';
 import { refuseUpgrade, remoteAddress, UpgradeSockets } from './upgrade.js';
 
 export const STREAM_PATH = '/v1/stream';
+/** FastVideo's Dreamverse dialect (docs/dreamverse.md), on the same session core. */
+export const DREAMVERSE_PATH = '/ws';
 
 export interface StreamEndpointOptions {
   /** Everything sessions need, except the init-byte hook the endpoint supplies itself. */
@@ -118,7 +121,8 @@ export class StreamEndpoint {
     const { logger, access } = this.options;
     this.upgrading.adopt(socket, (err) => logger.debug({ err, ip: remoteAddress(socket) }, 'upgrade socket error'));
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== STREAM_PATH) return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}`);
+    if (path !== STREAM_PATH && path !== DREAMVERSE_PATH) return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}`);
+    const dialect = path === DREAMVERSE_PATH ? 'dreamverse' : 'v1';
     if (this.options.isShuttingDown()) return refuseUpgrade(socket, 503, 'server is shutting down');
     access.checkUpgrade(req).then(
       (decision) => {
@@ -131,7 +135,8 @@ export class StreamEndpoint {
         }
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           this.upgrading.release(socket);
-          this.accept(ws, socket, decision.keyId, this.options.continuedStory?.(req)).catch((err: unknown) => {
+          const story = dialect === 'v1' ? this.options.continuedStory?.(req) : undefined;
+          this.accept(ws, socket, decision.keyId, dialect, story).catch((err: unknown) => {
             logger.error({ err }, 'cannot open a session');
             ws.terminate();
           });
@@ -152,7 +157,7 @@ export class StreamEndpoint {
     this.wss.close();
   }
 
-  private async accept(ws: WebSocket, socket: Duplex, keyId: string | undefined, story: ContinuedStory | undefined): Promise<void> {
+  private async accept(ws: WebSocket, socket: Duplex, keyId: string | undefined, dialect: 'v1' | 'dreamverse', story: ContinuedStory | undefined): Promise<void> {
     this.alive.set(ws, true);
     // A pong that does not echo our ping proves nothing: a client that reads nothing can send pongs.
     ws.on('pong', (data: Buffer) => {
@@ -161,7 +166,7 @@ export class StreamEndpoint {
     });
     // Frames wait until the session listens; the opening frame's bytes count from the start.
     ws.pause();
-    let driver: SessionDriver | undefined;
+    let driver: { overloaded(message: string): void } | undefined;
     this.budget.track(ws, socket, () => {
       if (driver) driver.overloaded('the server is receiving too many opening frames at once; retry later');
       else ws.terminate();
@@ -184,7 +189,7 @@ export class StreamEndpoint {
       return;
     }
     try {
-      driver = SessionDriver.open(this.services, ws, keyId, story);
+      driver = dialect === 'dreamverse' ? DreamverseDriver.open(this.services, ws, keyId) : SessionDriver.open(this.services, ws, keyId, story);
     } catch (err) {
       this.budget.release(ws);
       this.services.releaseKey(keyId);

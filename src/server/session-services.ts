@@ -16,7 +16,7 @@ import type { TempFiles } from './init-image.js';
 import type { ServerMetrics } from './metrics.js';
 import type { OpeningFrameParser } from './opening-frame.js';
 import type { SessionPolicy } from './policy.js';
-import type { PromptExtender } from '../prompts/index.js';
+import type { PromptExtender, PromptLayer } from '../prompts/index.js';
 import type { PromptPreparation } from './segment-scheduler.js';
 import type { ResumeTokens } from './resume-tokens.js';
 import type { SessionEventLog } from './session-log.js';
@@ -39,8 +39,11 @@ export interface SessionServices {
   /** States kept behind `gpu_assigned.resume_token`, for a later session to continue from. */
   resumes: ResumeTokens;
   extender: PromptExtender;
-  /** Safety checks and enhancement (the prompt layer). */
-  prompts: PromptPreparation;
+  /** The prompt layer: safety checks and enhancement (the scheduler's part), rewrite and status (the /ws dialect). */
+  prompts: PromptPreparation & Pick<PromptLayer, 'rewrite' | 'status'>;
+  /** Worker slots in the pool, and those free now (the /ws dialect's queue_status). */
+  workersTotal(): number;
+  workersAvailable(): number;
   openingFrames: OpeningFrameParser;
   tempFiles: TempFiles;
   metrics: ServerMetrics;

@@ -12,11 +12,22 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.ico': 'image/x-icon',
   '.json': 'application/json; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.woff2': 'font/woff2',
+  '.woff': 'font/woff',
+  '.webp': 'image/webp',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webmanifest': 'application/manifest+json',
 };
 
 /**
- * Serves the built web player (`web/dist`) at `/`. Only files inside the root are
- * served; anything else is 404. A missing build says how to make it.
+ * Serves the built web player (`web/dist`), or the directory `server.web_root` names (a
+ * static export such as the Dreamverse app's `out/`), at `/`. Only files inside the root
+ * are served; anything else is 404. An extensionless path is tried as `.html` (static
+ * exports link pages that way); `/_next/static/` is content-hashed, so cached for good.
+ * A missing build says how to make it.
  */
 export async function serveStatic(root: string, urlPath: string, res: ServerResponse): Promise<boolean> {
   let decoded: string;
@@ -26,7 +37,8 @@ export async function serveStatic(root: string, urlPath: string, res: ServerResp
     sendJson(res, 400, { error: 'bad_request', message: 'malformed URL encoding' });
     return true;
   }
-  const relative = decoded === '/' ? 'index.html' : decoded.replace(/^\/+/, '');
+  let relative = decoded === '/' ? 'index.html' : decoded.replace(/^\/+/, '');
+  if (extname(relative) === '' && !relative.endsWith('/')) relative = `${relative}.html`;
   const file = normalize(join(root, relative));
   if (file !== root && !file.startsWith(root.endsWith(sep) ? root : root + sep)) return false;
   const type = TYPES[extname(file)];
@@ -41,7 +53,8 @@ export async function serveStatic(root: string, urlPath: string, res: ServerResp
     }
     return false;
   }
-  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache', 'content-length': body.length });
+  const cache = relative.startsWith('_next/static/') ? 'public, max-age=31536000, immutable' : 'no-cache';
+  res.writeHead(200, { 'content-type': type, 'cache-control': cache, 'content-length': body.length });
   res.end(body);
   return true;
 }
