@@ -339,7 +339,7 @@ export class DreamverseDriver implements SessionHandle {
       }
       const next = await this.pick();
       if (!next) {
-        if (!this.blockedNoticeSent) {
+        if (!this.blockedNoticeSent && !p.singleClip) {
           this.send({ type: 'prompt_sources_blocked', segment_idx: this.streamSegments + 1 });
           this.blockedNoticeSent = true;
         }
@@ -412,6 +412,9 @@ export class DreamverseDriver implements SessionHandle {
         p.autoExtension = false;
         p.loop = false;
         this.resetStory();
+        // The clip is the prompt asked for, not the rollout's first seed.
+        this.forceFirstSeed = false;
+        this.seedCursor = this.seeds.length;
         this.ready.push({ prompt: action.prompt, source: 'user_raw', promptId: action.promptId });
         this.changed.notify();
         return;
@@ -433,6 +436,8 @@ export class DreamverseDriver implements SessionHandle {
     }
     const user = this.ready.shift();
     if (user) return user;
+    // Single clips are made on request only: after one, the session idles until the next.
+    if (p.singleClip) return undefined;
     if (this.seedCursor < this.seeds.length) {
       const prompt = this.seeds[this.seedCursor] as string;
       this.seedCursor += 1;
@@ -878,6 +883,12 @@ export class DreamverseDriver implements SessionHandle {
   // ------------------------------------------------------------ ending
 
   timeOut(): void {
+    // No init within the wait: Dreamverse goes on with the defaults, it does not end.
+    if (!this.initSeen) {
+      this.session.touch();
+      this.initArrived?.(undefined);
+      return;
+    }
     if (this.running) {
       this.session.touch();
       return;
