@@ -65,8 +65,10 @@ export function buildRoutes(current: () => ServerStatus, metrics: ServerMetrics)
       '/readyz',
       (_req, res) => {
         const status = current();
-        const body = readiness(status);
+        const body: ReturnType<typeof readiness> & { detail?: string } = readiness(status);
         if (status.shuttingDown) body.status = 'warming';
+        // Additive: the reason in the field Dreamverse's app (FastAPI's error shape) shows.
+        if (body.status !== 'ready') body.detail = status.shuttingDown ? 'The server is shutting down.' : 'No ready GPU worker processes.';
         sendJson(res, body.status === 'ready' ? 200 : 503, body);
       },
     ],

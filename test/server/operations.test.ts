@@ -182,6 +182,7 @@ describe('shutdown', () => {
     const closing = server.server.close(10_000);
     const readyz = await fetch(`${server.url}/readyz`);
     expect(readyz.status).toBe(503);
+    expect(await readyz.json()).toMatchObject({ status: 'warming', detail: 'The server is shutting down.' });
     const queuedClosed = await queued.closed;
     expect(queuedClosed.code).toBe(1001);
     expect(queued.messages.at(-1)).toEqual({ type: 'ltx2_stream_complete', reason: 'stop_requested' });
