@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { freePort } from '../support/net.js';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -131,6 +131,27 @@ describe('livegen serve', () => {
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
     expect(run.stdout()).toContain('shutting down');
+  });
+
+  it('reads its system prompts and blocklist again on SIGHUP, and shows them in /status', async () => {
+    const promptDir = join(tmp, 'system-prompts');
+    mkdirSync(promptDir, { recursive: true });
+    writeFileSync(join(promptDir, 'enhance.txt'), 'first');
+    const blocklist = join(tmp, 'blocklist.txt');
+    writeFileSync(blocklist, 'owl\n');
+    const config = writeConfig(
+      'sighup.yaml',
+      `streaming:\n  prompt:\n    system_prompt_dir: ${promptDir}\n  safety:\n    enabled: true\n    blocklist_path: ${blocklist}\n`,
+    );
+    const run = livegen(['serve', '--port', '0', '--log-level', 'info', '--config', config]);
+    const url = await waitForListening(run);
+    const status = async (): Promise<{ prompts: { safety: { blocklist: { terms: number } } } }> => (await fetch(`${url}/status`)).json() as never;
+    expect((await status()).prompts.safety.blocklist.terms).toBe(1);
+    writeFileSync(blocklist, 'owl\nbat\nfox\n');
+    run.child.kill('SIGHUP');
+    await expect.poll(async () => (await status()).prompts.safety.blocklist.terms, { timeout: 10_000 }).toBe(3);
+    await expect.poll(() => run.stdout(), { timeout: 10_000 }).toContain('prompts reloaded (SIGHUP)');
+    expect(run.child.exitCode).toBeNull();
   });
 
   it('honours LIVEGEN_PORT', async () => {
