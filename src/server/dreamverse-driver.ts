@@ -62,6 +62,8 @@ interface ReadyPrompt {
   source: DvSource;
   promptId: string | undefined;
   provenance?: PromptProvenance;
+  /** Its place in the rollout, for a seed prompt (seeds may repeat). */
+  seedIndex?: number;
 }
 
 type Action =
@@ -408,6 +410,8 @@ export class DreamverseDriver implements SessionHandle {
         await this.beginProject();
         return;
       case 'simple':
+        // A running stream ends here: the clip is a stream of its own.
+        this.completeStream('stop_requested');
         p.singleClip = true;
         p.autoExtension = false;
         p.loop = false;
@@ -432,16 +436,16 @@ export class DreamverseDriver implements SessionHandle {
     if (this.forceFirstSeed && this.seeds.length > 0) {
       this.forceFirstSeed = false;
       this.seedCursor = 1;
-      return { prompt: this.seeds[0] as string, source: 'curated', promptId: undefined };
+      return { prompt: this.seeds[0] as string, source: 'curated', promptId: undefined, seedIndex: 0 };
     }
     const user = this.ready.shift();
     if (user) return user;
     // Single clips are made on request only: after one, the session idles until the next.
     if (p.singleClip) return undefined;
     if (this.seedCursor < this.seeds.length) {
-      const prompt = this.seeds[this.seedCursor] as string;
+      const seedIndex = this.seedCursor;
       this.seedCursor += 1;
-      return { prompt, source: 'curated', promptId: undefined };
+      return { prompt: this.seeds[seedIndex] as string, source: 'curated', promptId: undefined, seedIndex };
     }
     if (p.loop && this.seeds.length > 0 && !p.singleClip) {
       this.completeStream('loop_restart');
@@ -450,7 +454,7 @@ export class DreamverseDriver implements SessionHandle {
       this.startStream();
       this.send({ type: 'loop_restarted', loop_iteration: this.loopIteration });
       this.seedCursor = 1;
-      return { prompt: this.seeds[0] as string, source: 'curated', promptId: undefined };
+      return { prompt: this.seeds[0] as string, source: 'curated', promptId: undefined, seedIndex: 0 };
     }
     if (p.autoExtension && this.lastPrompt !== undefined && !p.singleClip) return this.autoExtend(this.lastPrompt);
     return undefined;
@@ -484,10 +488,11 @@ export class DreamverseDriver implements SessionHandle {
 
   private async runSegment(slot: WorkerSlot, next: ReadyPrompt): Promise<void> {
     const p = this.project as ProjectFields;
-    const segmentIdx = this.streamSegments + 1;
-    const seedIndex = next.source === 'curated' ? this.seeds.indexOf(next.prompt) : undefined;
-    const loopIteration = this.loopIteration;
+    // Each single clip is a stream of its own.
     if (p.singleClip && !this.streaming) this.startStream();
+    const segmentIdx = this.streamSegments + 1;
+    const seedIndex = next.seedIndex;
+    const loopIteration = this.loopIteration;
     this.send({
       type: 'segment_prompt_source',
       segment_idx: segmentIdx,
