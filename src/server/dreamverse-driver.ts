@@ -214,6 +214,8 @@ export class DreamverseDriver implements SessionHandle {
     );
     clearTimeout(timer);
     this.initSeen = true;
+    // Every later frame is small: refuse a larger one at its header from now on.
+    this.connection.limitFrames(this.services.policy.frames.controlFrameBytes);
     return frame;
   }
 
