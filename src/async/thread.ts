@@ -10,6 +10,9 @@ export function startThread(callerUrl: string, name: string, options: { workerDa
   const fromSources = callerUrl.endsWith('.ts');
   const url = new URL(`./${name}${fromSources ? '.ts' : '.js'}`, callerUrl);
   if (!fromSources) return new Worker(url, options);
-  const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); });`;
+  // Resolved here, from this package: a bare name in eval code resolves from the process's
+  // working directory, which need not be this checkout.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(bootstrap, { ...options, eval: true });
 }

@@ -315,7 +315,7 @@ export class DreamverseDriver implements SessionHandle {
 
   private announce(slot: WorkerSlot): void {
     const p = this.project as ProjectFields;
-    this.send({ type: 'gpu_assigned', gpu_id: slot.id, session_timeout: this.services.policy.sessionTimeoutSeconds, model_id: slot.generator.modelId });
+    this.sendAssigned(slot);
     this.session.transition(SessionState.ACTIVE);
     this.send({ type: 'loop_generation_updated', enabled: p.loop });
     this.send({ type: 'generation_paused_updated', paused: this.paused });
@@ -323,6 +323,20 @@ export class DreamverseDriver implements SessionHandle {
   }
 
   /** Projects until the session ends. */
+  private sendAssigned(slot: WorkerSlot): void {
+    this.send({ type: 'gpu_assigned', gpu_id: slot.id, session_timeout: this.services.policy.sessionTimeoutSeconds, model_id: slot.generator.modelId });
+  }
+
+  /**
+   * The app counts `gpu_assigned.session_timeout` down by the wall clock; livegen's timeout
+   * is an idle one, which starts again with every segment and every ending. Sending
+   * `gpu_assigned` again at those moments (the app takes it as a fresh countdown) keeps
+   * the app from showing "Session Expired" over a stream that is going on.
+   */
+  private restartCountdown(): void {
+    if (this.slot && !this.stopping && !this.ended) this.sendAssigned(this.slot);
+  }
+
   private async serve(slot: WorkerSlot): Promise<void> {
     await this.beginProject();
     const signal = this.lifetime.signal;
@@ -404,6 +418,7 @@ export class DreamverseDriver implements SessionHandle {
         const dropped = this.drainQueues();
         this.idle = true;
         this.send({ type: 'project_idle', ...dropped });
+        this.restartCountdown();
         this.log('project_idle', dropped);
         return;
       }
@@ -517,7 +532,8 @@ export class DreamverseDriver implements SessionHandle {
       mediaStarted: (e) => this.send({ type: 'media_init', segment_idx: segmentIdx, mime: e.mime, stream_id: e.streamId, mode: e.mode }),
       mediaFinished: (e) => {
         mediaDoneAt = performance.now();
-        this.send({ type: 'media_segment_complete', segment_idx: segmentIdx, stream_id: e.streamId, chunks: e.chunks, bytes: e.bytes });
+        // Dreamverse counts every binary frame of the segment, its init frame too.
+        this.send({ type: 'media_segment_complete', segment_idx: segmentIdx, stream_id: e.streamId, chunks: e.chunks + 1, bytes: e.bytes });
       },
       completed: (e) => {
         const totalMs = Math.round(performance.now() - started);
@@ -529,6 +545,7 @@ export class DreamverseDriver implements SessionHandle {
           latency_ms: { total: totalMs, worker_e2e: worker, main_user_step: Math.round(mediaDoneAt - started), overhead: Math.max(0, totalMs - worker) },
         });
         this.send({ type: 'ltx2_segment_complete', segment_idx: segmentIdx, total_segments: total });
+        this.restartCountdown();
       },
     };
     const s = this.session;
@@ -620,6 +637,7 @@ export class DreamverseDriver implements SessionHandle {
     if (!this.streaming) return;
     this.streaming = false;
     this.send({ type: 'ltx2_stream_complete', ...(reason ? { reason } : {}) });
+    this.restartCountdown();
   }
 
   private reachCap(): void {
@@ -680,12 +698,7 @@ export class DreamverseDriver implements SessionHandle {
       this.sendError(ErrorCode.INVALID_MESSAGE, 'Prompt is empty.', true);
       return;
     }
-    const verdict = this.services.prompts.check(prompt, 'user');
-    if (!verdict.allowed) {
-      this.sendError(ErrorCode.INVALID_MESSAGE, `Prompt blocked: ${verdict.reason}`, true, 'prompt_blocked');
-      this.log('prompt_blocked', { prompt, filter: verdict.filter });
-      return;
-    }
+    if (this.refusedPrompt(prompt)) return;
     this.send({ type: 'prompt_received', prompt_id: promptId, queue_depth: this.ready.length + this.enhancing.length + 1 });
     if (!this.project.enhancement || !this.services.prompts.llmAvailable) {
       this.ready.push({ prompt, source: 'user_raw', promptId });
@@ -765,6 +778,15 @@ export class DreamverseDriver implements SessionHandle {
     );
   }
 
+  /** A user's prompt the safety filter blocks: the error (the socket stays open), and true. */
+  private refusedPrompt(prompt: string): boolean {
+    const verdict = this.services.prompts.check(prompt, 'user');
+    if (verdict.allowed) return false;
+    this.sendError(ErrorCode.INVALID_MESSAGE, `Prompt blocked: ${verdict.reason}`, true, 'prompt_blocked');
+    this.log('prompt_blocked', { prompt, filter: verdict.filter });
+    return true;
+  }
+
   private rewriteModel(): string {
     const first = this.services.prompts.status().llm.providers[0];
     return first ? first.model : 'none';
@@ -822,8 +844,7 @@ export class DreamverseDriver implements SessionHandle {
         const window = strings(m.prompt_window_prompts);
         const current = window.length > 0 ? window : this.seeds;
         if (!instruction && current.length === 0) return this.sendError(ErrorCode.INVALID_MESSAGE, 'No seed prompts available to rewrite.', true);
-        const verdict = instruction ? this.services.prompts.check(instruction, 'user') : { allowed: true as const };
-        if (!verdict.allowed) return this.sendError(ErrorCode.INVALID_MESSAGE, `Prompt blocked: ${verdict.reason}`, true, 'prompt_blocked');
+        if (instruction && this.refusedPrompt(instruction)) return;
         this.startRewrite(instruction || current[0] || '', current, 'rewrite');
         return;
       }
@@ -842,8 +863,7 @@ export class DreamverseDriver implements SessionHandle {
       case 'simple_generate': {
         const prompt = str(m.prompt).trim();
         if (!prompt) return this.sendError(ErrorCode.INVALID_MESSAGE, 'Prompt is empty.', true);
-        const verdict = this.services.prompts.check(prompt, 'user');
-        if (!verdict.allowed) return this.sendError(ErrorCode.INVALID_MESSAGE, `Prompt blocked: ${verdict.reason}`, true, 'prompt_blocked');
+        if (this.refusedPrompt(prompt)) return;
         this.actions.push({ kind: 'simple', prompt, promptId: str(m.prompt_id) || undefined });
         break;
       }
@@ -901,6 +921,7 @@ export class DreamverseDriver implements SessionHandle {
       return;
     }
     const seconds = this.initSeen ? this.services.policy.sessionTimeoutSeconds : this.services.policy.initTimeoutSeconds;
+    this.stopping = true;
     this.completeStream(undefined);
     this.send({ type: 'session_timeout', message: `Session idle for ${seconds} s`, timeout_seconds: seconds });
     this.end('timeout', undefined, CloseCode.NORMAL);
