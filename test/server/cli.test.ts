@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { chooseEntry } from '../../bin/start.js';
+import { TestClient } from './harness.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(ROOT, 'bin', 'livegen.js');
@@ -35,9 +36,9 @@ afterEach(async () => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Spawns `node bin/livegen.js ...args` with no LIVEGEN_* variables but those in `env`. */
-function livegen(args: string[], env: Record<string, string> = {}): Run {
+function livegen(args: string[], env: Record<string, string> = {}, cwd = ROOT): Run {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LIVEGEN_')));
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -210,6 +211,16 @@ describe('livegen serve: what runs and what it serves', () => {
     const url = await waitForListening(run);
     expect(run.stderr()).not.toContain('running the TypeScript sources');
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it('generates from the sources when started from another directory (its threads find the TypeScript loader)', async () => {
+    const run = livegen(['serve', '--port', '0', '--log-level', 'info'], { LIVEGEN_DEV: '1' }, tmp);
+    const url = await waitForListening(run);
+    const client = await TestClient.init(`${url.replace(/^http/, 'ws')}/v1/stream`);
+    client.send({ type: 'segment_prompt_source', prompt: 'from elsewhere' });
+    await client.waitFor('ltx2_segment_complete');
+    expect(client.ofType('error')).toEqual([]);
+    client.close();
   });
 });
 
