@@ -18,5 +18,6 @@ export {
   type PromptLayerOptions,
   type PromptLayerStatus,
   type PromptObserver,
+  type RewriteOverrides,
   type RewrittenPrompts,
 } from './prompt-layer.js';

@@ -20,6 +20,8 @@ export interface ChatRequest {
   timeoutMs: number;
   /** Aborted when nobody wants the answer any more (the client left, another provider won). */
   signal: AbortSignal;
+  /** A model to ask for instead of the provider's own (a session's choice, e.g. Dreamverse's rewrite model). */
+  model?: string;
 }
 
 export interface ChatReply {

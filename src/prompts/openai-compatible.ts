@@ -54,6 +54,7 @@ export class OpenAiCompatibleProvider implements LlmProvider {
     const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(request.timeoutMs)));
     const signal = AbortSignal.any([request.signal, deadline]);
     const started = performance.now();
+    const model = request.model ?? this.model;
     const failed = (err: unknown): LlmError => {
       if (err instanceof LlmError) return err;
       if (request.signal.aborted) return new LlmError('aborted', 'aborted: nobody waits for the answer any more', this.name);
@@ -71,7 +72,7 @@ export class OpenAiCompatibleProvider implements LlmProvider {
           ...this.options.headers,
         },
         body: JSON.stringify({
-          model: this.model,
+          model,
           messages: request.messages,
           max_tokens: request.maxTokens,
           temperature: request.temperature,
@@ -84,7 +85,7 @@ export class OpenAiCompatibleProvider implements LlmProvider {
       if (content === undefined) {
         throw new LlmError('malformed', `the reply is not a chat completion with text: ${this.redact(excerpt(body))}`, this.name, response.status);
       }
-      return { content, provider: this.name, model: this.model, latencyMs: performance.now() - started };
+      return { content, provider: this.name, model, latencyMs: performance.now() - started };
     } catch (err) {
       throw failed(err);
     }

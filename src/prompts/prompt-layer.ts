@@ -40,6 +40,13 @@ export interface EnhancedPrompt extends ExtendedPrompt {
   enhanced: boolean;
 }
 
+/** A session's own choices for its rewrites (Dreamverse's rewrite model, temperature and system prompts). */
+export interface RewriteOverrides {
+  model?: string;
+  temperature?: number;
+  systemPrompt?: string;
+}
+
 export interface RewrittenPrompts {
   prompts: string[];
   provider: string;
@@ -135,14 +142,21 @@ export class PromptLayer {
    */
   async rewrite(
     request: string,
-    context: { count: number; current: readonly string[]; signal: AbortSignal },
+    context: { count: number; current: readonly string[]; signal: AbortSignal; overrides?: RewriteOverrides },
   ): Promise<{ ok: true; value: RewrittenPrompts } | { ok: false; error: string }> {
     const current = context.current.length > 0 ? `\n\nThe current plan:\n${numbered(context.current)}` : '';
     const user = `What the user wants: ${request}\nNumber of segments: ${context.count}${current}`;
-    const answer = await this.ask('rewrite', user, this.options.timeouts.rewriteMs, context.signal, (text) => {
-      const list = promptListFromReply(text);
-      return list ? JSON.stringify(list) : undefined;
-    });
+    const answer = await this.ask(
+      'rewrite',
+      user,
+      this.options.timeouts.rewriteMs,
+      context.signal,
+      (text) => {
+        const list = promptListFromReply(text);
+        return list ? JSON.stringify(list) : undefined;
+      },
+      context.overrides,
+    );
     if (!answer.ok) return answer;
     let prompts = JSON.parse(answer.text) as string[];
     // Exactly `count`: a short plan goes on with its last prompt, a long one is cut.
@@ -184,16 +198,26 @@ export class PromptLayer {
     budgetMs: number,
     signal: AbortSignal,
     accept: (text: string) => string | undefined,
+    overrides: RewriteOverrides = {},
   ): Promise<{ ok: true; text: string; provider: string; model: string; latencyMs: number } | { ok: false; error: string; kind: LlmFailureKind }> {
     signal.throwIfAborted();
     const set = this.options.providers;
     if (!set || set.providers.length === 0) return { ok: false, error: 'no LLM provider is configured', kind: 'client_error' };
     const messages: ChatMessage[] = [
-      { role: 'system', content: this.options.systemPrompts.get(operation) },
+      { role: 'system', content: overrides.systemPrompt ?? this.options.systemPrompts.get(operation) },
       { role: 'user', content: user },
     ];
     try {
-      const answer = await set.complete({ operation, messages, maxTokens: this.options.maxTokens, temperature: this.options.temperature, budgetMs, signal, accept });
+      const answer = await set.complete({
+        operation,
+        messages,
+        maxTokens: this.options.maxTokens,
+        temperature: overrides.temperature ?? this.options.temperature,
+        budgetMs,
+        signal,
+        accept,
+        ...(overrides.model !== undefined ? { model: overrides.model } : {}),
+      });
       if (answer.providerFallback) this.options.observer?.fallback(operation, 'provider');
       return { ok: true, text: answer.content, provider: answer.provider, model: answer.model, latencyMs: answer.latencyMs };
     } catch (err) {

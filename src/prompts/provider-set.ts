@@ -30,6 +30,8 @@ export interface ChainRequest {
   /** The whole operation's budget. */
   budgetMs: number;
   signal: AbortSignal;
+  /** Asked of every provider instead of its own model, when set. */
+  model?: string;
   /** Turns the raw text into the answer, or undefined when it is not usable (counts as a malformed reply). */
   accept(content: string): string | undefined;
 }
@@ -120,7 +122,14 @@ export class ProviderSet {
     const started = performance.now();
     let outcome: 'ok' | LlmFailureKind = 'ok';
     try {
-      const reply = await provider.complete({ messages: request.messages, maxTokens: request.maxTokens, temperature: request.temperature, timeoutMs, signal });
+      const reply = await provider.complete({
+        messages: request.messages,
+        maxTokens: request.maxTokens,
+        temperature: request.temperature,
+        timeoutMs,
+        signal,
+        ...(request.model !== undefined ? { model: request.model } : {}),
+      });
       const content = request.accept(reply.content);
       if (content === undefined) throw new LlmError('malformed', 'the reply holds no usable prompt', provider.name);
       return { ...reply, content };

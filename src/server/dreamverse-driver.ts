@@ -55,6 +55,44 @@ interface ProjectFields {
   loop: boolean;
   singleClip: boolean;
   image: { mime: string; bytes: Buffer } | undefined;
+  rewrite: RewriteSettings;
+}
+
+/** The session's choices for its rewrites (init fields, `set_rewrite_*`); unset means the server's. */
+interface RewriteSettings {
+  model?: string;
+  temperature?: number;
+  /** For rewriting the rollout window with an instruction. */
+  windowSystemPrompt?: string;
+  /** For turning a typed custom prompt into a rollout. */
+  userSystemPrompt?: string;
+}
+
+const MAX_SYSTEM_PROMPT_CHARS = 20_000;
+
+/** The rewrite settings a frame carries, or the first field that is wrong. */
+function rewriteSettings(m: Record<string, unknown>, base: RewriteSettings): { ok: true; value: RewriteSettings } | { ok: false; error: string } {
+  const out: RewriteSettings = { ...base };
+  const model = m.rewrite_model ?? m.model;
+  if (model !== undefined && model !== null) {
+    if (typeof model !== 'string' || model.trim() === '' || model.length > 200) return { ok: false, error: 'rewrite_model: expected a model name of 1 to 200 characters' };
+    out.model = model.trim();
+  }
+  const temperature = m.rewrite_temperature ?? m.temperature;
+  if (temperature !== undefined && temperature !== null) {
+    if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0 || temperature > 2) return { ok: false, error: 'rewrite_temperature: expected a number from 0 to 2' };
+    out.temperature = temperature;
+  }
+  for (const [field, key] of [
+    ['rewrite_window_system_prompt', 'windowSystemPrompt'],
+    ['rewrite_user_system_prompt', 'userSystemPrompt'],
+  ] as const) {
+    const value = m[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string' || value.length > MAX_SYSTEM_PROMPT_CHARS) return { ok: false, error: `${field}: expected a string of at most ${MAX_SYSTEM_PROMPT_CHARS} characters` };
+    if (value.trim() !== '') out[key] = value;
+  }
+  return { ok: true, value: out };
 }
 
 interface ReadyPrompt {
@@ -256,6 +294,8 @@ export class DreamverseDriver implements SessionHandle {
       decoded = { mime, bytes };
     }
     const seeds = strings(m.curated_prompts).length > 0 ? strings(m.curated_prompts) : strings(m.segment_prompts);
+    const rewrite = rewriteSettings(m, {});
+    if (!rewrite.ok) this.sendError(ErrorCode.INVALID_MESSAGE, `${rewrite.error}; the server's setting is used`, true);
     return {
       presetId: str(m.preset_id),
       presetLabel: str(m.preset_label),
@@ -267,6 +307,7 @@ export class DreamverseDriver implements SessionHandle {
       loop: bool(m.loop_generation_enabled, false),
       singleClip: bool(m.single_clip_mode, false),
       image: decoded,
+      rewrite: rewrite.ok ? rewrite.value : {},
     };
   }
 
@@ -727,7 +768,7 @@ export class DreamverseDriver implements SessionHandle {
   }
 
   /** Rewrites the rollout; the new one starts (the running segment cancelled) when the LLM answers or falls back. */
-  private startRewrite(instruction: string, window: string[], reason: 'rewrite' | 'initial_rewrite'): void {
+  private startRewrite(instruction: string, window: string[], reason: 'rewrite' | 'initial_rewrite', settings?: RewriteSettings): void {
     if (this.rewriting) {
       this.sendError(ErrorCode.INVALID_MESSAGE, 'A rewrite is already running.', true);
       return;
@@ -735,13 +776,21 @@ export class DreamverseDriver implements SessionHandle {
     const p = this.project as ProjectFields;
     const abort = new AbortController();
     this.rewriting = abort;
-    const model = this.rewriteModel();
+    const chosen = settings ?? p.rewrite;
+    const overrides = {
+      ...(chosen.model !== undefined ? { model: chosen.model } : {}),
+      ...(chosen.temperature !== undefined ? { temperature: chosen.temperature } : {}),
+      ...((reason === 'initial_rewrite' ? chosen.userSystemPrompt : chosen.windowSystemPrompt) !== undefined
+        ? { systemPrompt: reason === 'initial_rewrite' ? chosen.userSystemPrompt : chosen.windowSystemPrompt }
+        : {}),
+    };
+    const model = chosen.model ?? this.rewriteModel();
     this.send({ type: 'rewrite_seed_prompts_started', model });
     const count = window.length > 0 ? window.length : ROLLOUT_PROMPTS;
     const started = performance.now();
     const signal = AbortSignal.any([this.lifetime.signal, abort.signal]);
     const asked = this.services.prompts.llmAvailable
-      ? this.services.prompts.rewrite(instruction, { count, current: window, signal })
+      ? this.services.prompts.rewrite(instruction, { count, current: window, signal, overrides })
       : Promise.resolve({ ok: false as const, error: 'no LLM is configured (streaming.prompt.enabled is false): the instruction leads the current rollout' });
     asked.then(
       (out) => {
@@ -845,7 +894,10 @@ export class DreamverseDriver implements SessionHandle {
         const current = window.length > 0 ? window : this.seeds;
         if (!instruction && current.length === 0) return this.sendError(ErrorCode.INVALID_MESSAGE, 'No seed prompts available to rewrite.', true);
         if (instruction && this.refusedPrompt(instruction)) return;
-        this.startRewrite(instruction || current[0] || '', current, 'rewrite');
+        // The frame may carry its own rewrite settings, for this rewrite only.
+        const settings = rewriteSettings(m, p.rewrite);
+        if (!settings.ok) return this.sendError(ErrorCode.INVALID_MESSAGE, settings.error, true);
+        this.startRewrite(instruction || current[0] || '', current, 'rewrite', settings.value);
         return;
       }
       case 'end_project_keep_session':
@@ -866,6 +918,17 @@ export class DreamverseDriver implements SessionHandle {
         if (this.refusedPrompt(prompt)) return;
         this.actions.push({ kind: 'simple', prompt, promptId: str(m.prompt_id) || undefined });
         break;
+      }
+      case 'set_rewrite_model':
+      case 'set_rewrite_temperature': {
+        if (!p) return;
+        const field = type === 'set_rewrite_model' ? 'model' : 'temperature';
+        const settings = rewriteSettings({ [field]: m[field] ?? m.value }, p.rewrite);
+        if (!settings.ok) return this.sendError(ErrorCode.INVALID_MESSAGE, settings.error, true);
+        p.rewrite = settings.value;
+        if (field === 'model') this.send({ type: 'rewrite_model_updated', model: p.rewrite.model });
+        else this.send({ type: 'rewrite_temperature_updated', temperature: p.rewrite.temperature });
+        return;
       }
       case 'set_enhancement':
         if (p) p.enhancement = bool(m.enabled, p.enhancement);
