@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { capacity } from './capacity.js';
 import { cluster } from './cluster.js';
 import { controlLatency } from './control-latency.js';
+import { dreamverse } from './dreamverse.js';
 import { encodeEfficiency } from './encode.js';
 import { fastvideo } from './fastvideo.js';
 import { firstMedia } from './first-media.js';
@@ -23,7 +24,7 @@ import { tail } from './tail.js';
 import { formatTable, type Benchmark, type BenchResult } from './lib/report.js';
 import { build } from '../scripts/build.js';
 
-const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, cluster, prompts, fastvideo];
+const BENCHMARKS: Benchmark[] = [firstMedia, controlLatency, tail, startup, capacity, encodeEfficiency, liveStreams, hostile, cluster, prompts, dreamverse, fastvideo];
 
 function usage(): string {
   return [
