@@ -880,7 +880,9 @@ export class DreamverseDriver implements SessionHandle {
 
   private onMessage(m: Record<string, unknown>): void {
     const type = str(m.type);
+    // Activity restarts the idle clock, and the app's countdown with it.
     this.session.touch();
+    this.restartCountdown();
     const p = this.project;
     if (type !== 'append_prompt') this.log(type || 'unknown', { ...m, type: undefined });
     switch (type) {
@@ -979,7 +981,8 @@ export class DreamverseDriver implements SessionHandle {
       this.initArrived?.(undefined);
       return;
     }
-    if (this.running) {
+    // A segment or a rewrite in flight is activity, even between its reports.
+    if (this.running || this.rewriting) {
       this.session.touch();
       return;
     }
