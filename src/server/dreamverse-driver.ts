@@ -24,6 +24,7 @@ import type { PromptProvenance } from '../prompts/index.js';
 import { CloseCode, ErrorCode } from '../protocol/index.js';
 import { AdmissionTimeout, QueueFull, SessionRejected, SessionState, type Session } from '../session/index.js';
 import { ClientConnection } from './connection.js';
+import { SessionEnded } from './endings.js';
 import type { InitImageFile } from './init-image.js';
 import { runSegmentJob, type SegmentEvents, type SegmentJob, type SegmentPorts } from './segment.js';
 import type { SessionHandle, SessionServices, SessionView } from './session-services.js';
@@ -112,10 +113,6 @@ type Action =
   | { kind: 'reset' }
   | { kind: 'simple'; prompt: string; promptId: string | undefined }
   | { kind: 'leave' };
-
-class Ended {
-  readonly name = 'SessionEnded';
-}
 
 function str(value: unknown, fallback = ''): string {
   return typeof value === 'string' ? value : fallback;
@@ -222,15 +219,15 @@ export class DreamverseDriver implements SessionHandle {
     try {
       // Dreamverse tells the queue before it reads the init.
       const { admission } = this.services;
-      const free = admission.queueDepth === 0 && this.workersFree() > 0;
-      this.sendQueueStatus(free ? 0 : admission.queueDepth + 1, this.workersFree());
+      const available = this.services.workersAvailable();
+      this.sendQueueStatus(admission.queueDepth === 0 && available > 0 ? 0 : admission.queueDepth + 1, available);
       const init = await this.receiveInit();
       await this.applyInit(init);
       const slot = await this.admit();
       this.announce(slot);
       await this.serve(slot);
     } catch (err) {
-      if (!(err instanceof Ended) && !this.lifetime.signal.aborted) {
+      if (!(err instanceof SessionEnded) && !this.lifetime.signal.aborted) {
         this.services.logger.error({ session: this.session.id, err }, 'dreamverse session failed');
         const wire = toWireError(err);
         this.end('failed', { code: wire.code, message: wire.message, close: CloseCode.INTERNAL_ERROR, retryable: wire.retryable });
@@ -263,7 +260,7 @@ export class DreamverseDriver implements SessionHandle {
     } catch (err) {
       if (!(err instanceof SessionRejected)) throw err;
       this.end('rejected', { code: ErrorCode.SESSION_REJECTED, message: `server is full: ${err.message}`, close: CloseCode.TRY_AGAIN_LATER });
-      throw new Ended();
+      throw new SessionEnded();
     }
     const fields = this.projectFields(frame ?? {});
     this.session.clientId = str(frame?.client_id) || undefined;
@@ -289,7 +286,7 @@ export class DreamverseDriver implements SessionHandle {
           : checkInitialImage(bytes, mime);
       if (problem) {
         this.end('invalid image', { code: ErrorCode.INVALID_MESSAGE, message: `Invalid initial image: ${problem}`, close: CloseCode.UNSUPPORTED_DATA });
-        throw new Ended();
+        throw new SessionEnded();
       }
       decoded = { mime, bytes };
     }
@@ -350,7 +347,7 @@ export class DreamverseDriver implements SessionHandle {
       if (err instanceof QueueFull) this.end('rejected', { code: ErrorCode.SESSION_REJECTED, message: err.message, close: CloseCode.TRY_AGAIN_LATER });
       else if (err instanceof AdmissionTimeout) this.end('queue timeout', { code: ErrorCode.GPU_UNAVAILABLE, message: err.message, close: CloseCode.TRY_AGAIN_LATER, retryable: true });
       else if (!this.lifetime.signal.aborted) throw err;
-      throw new Ended();
+      throw new SessionEnded();
     }
   }
 
@@ -483,7 +480,7 @@ export class DreamverseDriver implements SessionHandle {
       case 'leave':
         this.completeStream('stop_requested');
         this.end('left', undefined, CloseCode.NORMAL);
-        throw new Ended();
+        throw new SessionEnded();
     }
   }
 
@@ -629,7 +626,7 @@ export class DreamverseDriver implements SessionHandle {
       this.services.logger.warn({ session: s.id, err }, 'segment failed');
       const wire = toWireError(err);
       this.end('failed', { code: wire.code, message: wire.message, close: CloseCode.INTERNAL_ERROR, retryable: wire.retryable });
-      throw new Ended();
+      throw new SessionEnded();
     } finally {
       this.running = undefined;
       settle();
@@ -872,7 +869,7 @@ export class DreamverseDriver implements SessionHandle {
       }
       this.onMessage(m);
     } catch (err) {
-      if (err instanceof Ended) return;
+      if (err instanceof SessionEnded) return;
       this.services.logger.error({ session: this.session.id, err }, 'frame handling failed');
       this.end('failed', { code: ErrorCode.INTERNAL_ERROR, message: 'internal error', close: CloseCode.INTERNAL_ERROR });
     }
@@ -911,7 +908,7 @@ export class DreamverseDriver implements SessionHandle {
         try {
           this.actions.push({ kind: 'project', fields: this.projectFields(m) });
         } catch (err) {
-          if (!(err instanceof Ended)) throw err;
+          if (!(err instanceof SessionEnded)) throw err;
         }
         break;
       case 'simple_generate': {
@@ -1026,7 +1023,7 @@ export class DreamverseDriver implements SessionHandle {
     if (code !== undefined) this.connection.closeAndDrop(code, why.slice(0, 100), this.services.policy.closeGraceMs);
     this.log('end', { reason: why, state: s.state });
     this.running?.abort.abort();
-    this.lifetime.abort(new Ended());
+    this.lifetime.abort(new SessionEnded());
     this.changed.notify();
   }
 
@@ -1049,10 +1046,6 @@ export class DreamverseDriver implements SessionHandle {
   }
 
   // ------------------------------------------------------------ helpers
-
-  private workersFree(): number {
-    return this.services.workersAvailable();
-  }
 
   private sendQueueStatus(position: number, available: number, depth = this.services.admission.queueDepth): void {
     this.send({ type: 'queue_status', position, total_gpus: this.services.workersTotal(), available_gpus: available, queue_depth: depth });

@@ -125,3 +125,13 @@ export const ENDINGS: EndingTable = {
 export function endingSpec<E extends Ending>(ending: E): EndingSpec<E> {
   return ENDINGS[ending.kind] as unknown as EndingSpec<E>;
 }
+
+/**
+ * Why every wait in a session's story stops: the lifetime signal's reason. Not an Error
+ * on purpose: thousands of sessions can end in one turn, and a stack trace apiece is
+ * time the event loop does not have.
+ */
+export class SessionEnded {
+  readonly name = 'SessionEnded';
+  constructor(readonly reason = 'ended') {}
+}

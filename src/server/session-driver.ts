@@ -13,7 +13,7 @@ import {
 } from '../protocol/index.js';
 import { AdmissionTimeout, QueueFull, SessionRejected, SessionState, type Session } from '../session/index.js';
 import { ClientConnection } from './connection.js';
-import { endingSpec, type Ending } from './endings.js';
+import { endingSpec, SessionEnded, type Ending } from './endings.js';
 import type { InitImageFile } from './init-image.js';
 import { refusalOf, sessionFieldsOf, type OpeningFrame } from './opening-frame.js';
 import { runSegmentJob, v1SegmentEvents, type SegmentJob, type SegmentPorts } from './segment.js';
@@ -28,16 +28,6 @@ import { StoreError, toWireError } from './wire-errors.js';
 export interface ContinuedStory {
   segmentIdx: number;
   ptsBaseMs: number;
-}
-
-/**
- * Why every wait in a session's story stops: the lifetime signal's reason. Not an Error
- * on purpose: thousands of sessions can end in one turn, and a stack trace apiece is
- * time the event loop does not have.
- */
-class SessionEnded {
-  readonly name = 'SessionEnded';
-  constructor(readonly reason = 'ended') {}
 }
 
 /**
