@@ -1,4 +1,7 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { sleep, startServer, TestClient, type TestServer } from './harness.js';
@@ -294,5 +297,45 @@ describe('close()', () => {
     await server.close();
     server = undefined;
     expect((await client.closed).code).toBe(1001);
+  });
+});
+
+describe('server.web_root', () => {
+  it('serves a static export at / with its MIME types, .html for extensionless paths and immutable hashed assets', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'livegen-web-root-'));
+    try {
+      mkdirSync(join(root, '_next', 'static', 'css'), { recursive: true });
+      mkdirSync(join(root, 'internal'), { recursive: true });
+      writeFileSync(join(root, 'index.html'), '<!doctype html><title>export</title>');
+      writeFileSync(join(root, '_next', 'static', 'css', 'a1b2.css'), 'body{}');
+      writeFileSync(join(root, 'internal', 'monitor.html'), '<p>monitor</p>');
+      writeFileSync(join(root, 'font.woff2'), Buffer.from([0x77, 0x4f, 0x46, 0x32]));
+      server = await startServer({ server: { web_root: root } });
+      const index = await fetch(`${server.url}/`);
+      expect(index.headers.get('content-type')).toContain('text/html');
+      expect(index.headers.get('cache-control')).toBe('no-cache');
+      expect(await index.text()).toContain('<title>export</title>');
+      const css = await fetch(`${server.url}/_next/static/css/a1b2.css`);
+      expect(css.headers.get('content-type')).toContain('text/css');
+      expect(css.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+      expect(await (await fetch(`${server.url}/internal/monitor`)).text()).toBe('<p>monitor</p>');
+      expect((await fetch(`${server.url}/font.woff2`)).headers.get('content-type')).toBe('font/woff2');
+      expect((await fetch(`${server.url}/missing.js`)).status).toBe(404);
+      // The dialect it talks to is on the same origin.
+      const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/ws`);
+      await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject));
+      ws.close();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start, naming the field, when the directory has no index.html', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'livegen-web-root-'));
+    try {
+      await expect(startServer({ server: { web_root: root } })).rejects.toThrow(/^server\.web_root: .* has no index\.html/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
