@@ -31,19 +31,6 @@ describe('admission queue', () => {
     c.close();
   });
 
-  it('rejects a session past max_queue with session_rejected', async () => {
-    server = await startServer({ streaming: { max_queue: 1 } });
-    const a = await TestClient.init(server.wsUrl);
-    await a.waitFor('gpu_assigned');
-    const b = await TestClient.init(server.wsUrl);
-    await b.waitFor('queue_status');
-    const c = await TestClient.init(server.wsUrl);
-    expect((await c.closed).code).toBe(1013);
-    expect(c.messages).toEqual([expect.objectContaining({ type: 'error', code: 'session_rejected', retryable: true })]);
-    a.close();
-    b.close();
-  });
-
   it('ends a session that waits longer than the queue timeout with a retryable gpu_unavailable', async () => {
     server = await startServer({ streaming: { queue_timeout_seconds: 0.3 } });
     const a = await TestClient.init(server.wsUrl);
